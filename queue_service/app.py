@@ -1,0 +1,91 @@
+"""`create_app(settings)`: the front end, with its Redis pool on `app.state` from the lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from workers.adapters import ADAPTERS
+
+from .auth import Authenticator
+from .broker import Broker
+from .errors import QueueServiceError
+from .ids import TaskIdFactory
+from .keys import Keys
+from .models import PutContext
+from .responses import error
+from .routes import ROUTES
+from .settings import Settings
+from .state import AppState
+
+log = logging.getLogger("queue_service.app")
+
+
+async def _service_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, QueueServiceError)
+    return error(exc.status_code, exc.message)
+
+
+async def _redis_down(request: Request, exc: Exception) -> Response:
+    log.warning("redis unavailable: %s", exc)
+    return error(503, "the queue store (Redis) is unreachable; retry shortly")
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return error(exc.status_code, exc.detail, headers=dict(exc.headers or {}))
+
+
+async def _instance_number(settings: Settings, redis: Redis, keys: Keys) -> int:
+    """This process's number in task ids: configured, or handed out by Redis."""
+    if settings.instance is not None:
+        return settings.instance
+    return int(await redis.incr(keys.instance_seq)) % 10_000
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        keys = Keys(settings.key_prefix)
+        redis = Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+        auth = Authenticator(settings.api_key_tenants)
+        if not auth.enabled:
+            log.warning("QUEUE_API_KEYS is not set: the API accepts requests without a key")
+        try:
+            instance = await _instance_number(settings, redis, keys)
+            app.state.queue = AppState(
+                settings=settings,
+                redis=redis,
+                broker=Broker(redis, keys, settings.result_retention),
+                ids=TaskIdFactory(instance),
+                auth=auth,
+                put_context=PutContext(
+                    endpoints=frozenset(ADAPTERS), max_timeout=settings.max_timeout
+                ),
+            )
+            log.info("api instance %04d ready, redis %s", instance, settings.redis_url)
+            yield
+        finally:
+            await redis.aclose()
+
+    return Starlette(
+        routes=ROUTES,
+        lifespan=lifespan,
+        exception_handlers={
+            QueueServiceError: _service_error,
+            RedisConnectionError: _redis_down,
+            RedisTimeoutError: _redis_down,
+            HTTPException: _http_error,
+        },
+    )

@@ -1,0 +1,63 @@
+"""Reading and validating request bodies, with clear 4xx errors for every bad input."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+from starlette.requests import Request
+
+from .errors import BadRequest, InvalidJSON, PayloadTooLarge, UnsupportedMediaType
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+async def read_json_bytes(request: Request, max_bytes: int) -> bytes:
+    """The raw body of a JSON request, refusing other media types and oversize bodies."""
+    content_type = request.headers.get("content-type")
+    if content_type is not None:
+        media = content_type.partition(";")[0].strip().lower()
+        if media != "application/json" and not media.endswith("+json"):
+            raise UnsupportedMediaType(
+                f"Content-Type must be application/json, not {content_type!r}"
+            )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLarge(f"request body is larger than the limit of {max_bytes} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"request body is larger than the limit of {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _describe(error: ErrorDetails) -> str:
+    kind = error["type"]
+    if kind == "json_invalid":
+        return f"request body is not valid JSON: {error.get('ctx', {}).get('error')}"
+    location = ".".join(str(part) for part in error["loc"])
+    if not location:
+        if kind == "model_type":
+            return "request body must be a JSON object"
+        return str(error["msg"]).removeprefix("Value error, ")
+    if kind == "missing":
+        return f"{location}: field required"
+    if kind == "extra_forbidden":
+        return f"{location}: unknown field"
+    return f"{location}: {str(error['msg']).removeprefix('Value error, ')}"
+
+
+def parse_model(model: type[ModelT], body: bytes, context: Any = None) -> ModelT:
+    """Validate a JSON body against `model`; every problem is listed in one 400 message."""
+    try:
+        return model.model_validate_json(body, context=context)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        message = "; ".join(_describe(error) for error in errors)
+        if errors and errors[0]["type"] == "json_invalid":
+            raise InvalidJSON(message) from None
+        raise BadRequest(message) from None

@@ -1,0 +1,203 @@
+"""The Redis data layer: queue registry, atomic put, task records, outcomes, cancel."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import cast
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from .ids import TaskId
+from .keys import CONSUMER_GROUP, Keys
+from .models import TERMINAL_STATUSES, PutRequest, Status
+from .scripts import Fields, Scripts
+from .task import Outcome, TaskRecord
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class CancelResult:
+    previous: Status
+    record: TaskRecord
+
+
+class Broker:
+    """All reads and writes of queues and tasks; shared by the API and the workers."""
+
+    def __init__(self, redis: Redis, keys: Keys, retention_s: int) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.retention_ms = retention_s * 1000
+        self.scripts = Scripts(redis)
+        self._queue_ids: dict[str, int] = {}
+        self._queue_names: dict[int, str] = {}
+
+    # -- queue registry ---------------------------------------------------------------
+    async def queue_id(self, name: str) -> int:
+        """The queue's id, assigning one (and creating its streams) on first use."""
+        queue_id = self._queue_ids.get(name)
+        if queue_id is None:
+            keys = self.keys
+            queue_id = await self.scripts.register_queue(
+                keys.queue_ids, keys.queue_names, keys.queue_seq, name
+            )
+            await self.ensure_groups(name)
+            self._remember(name, queue_id)
+        return queue_id
+
+    async def queue_name(self, queue_id: int) -> str | None:
+        name = self._queue_names.get(queue_id)
+        if name is None:
+            raw = await cast(
+                Awaitable[bytes | None], self.redis.hget(self.keys.queue_names, str(queue_id))
+            )
+            if raw is None:
+                return None
+            name = raw.decode()
+            self._remember(name, queue_id)
+        return name
+
+    async def queues(self) -> dict[str, int]:
+        """Every registered queue: name -> id."""
+        raw = await cast(Awaitable[dict[bytes, bytes]], self.redis.hgetall(self.keys.queue_ids))
+        return {name.decode(): int(queue_id) for name, queue_id in raw.items()}
+
+    async def ensure_groups(self, name: str) -> None:
+        """Create both level streams of a queue and their consumer group, if missing."""
+        for level in (0, 1):
+            try:
+                await self.redis.xgroup_create(
+                    self.keys.stream(name, level), CONSUMER_GROUP, id="0", mkstream=True
+                )
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    def _remember(self, name: str, queue_id: int) -> None:
+        self._queue_ids[name] = queue_id
+        self._queue_names[queue_id] = name
+
+    # -- API side -----------------------------------------------------------------------
+    async def put(self, task_id: TaskId, request: PutRequest, tenant: str, timeout_s: int) -> None:
+        """Store the task record and enqueue it, in one atomic step."""
+        created = now_ms()
+        deadline = created + timeout_s * 1000
+        text_id = str(task_id)
+        record: Fields = {
+            "task_id": text_id,
+            "queue": request.queue,
+            "level": request.level,
+            "mode": request.response_mode.value,
+            "endpoint": request.endpoint,
+            "data": orjson.dumps(request.data),
+            "callback_url": request.callback_url or "",
+            "tenant": tenant,
+            "status": Status.QUEUED.value,
+            "created_at": created,
+            "deadline": deadline,
+            "attempts": 0,
+        }
+        await self.scripts.put(
+            self.keys.task(request.queue, text_id),
+            self.keys.stream(request.queue, request.level),
+            text_id,
+            deadline - created + self.retention_ms,
+            record,
+        )
+
+    async def get(self, text_id: str, tenant: str) -> TaskRecord | None:
+        """The task, or None when it does not exist or belongs to another tenant."""
+        task_id = TaskId.parse(text_id)
+        if task_id is None:
+            return None
+        queue = await self.queue_name(task_id.queue_id)
+        if queue is None:
+            return None
+        record = await self.load(queue, text_id)
+        return record if record is not None and record.tenant == tenant else None
+
+    async def cancel(self, text_id: str, tenant: str) -> CancelResult | None:
+        """Cancel a task; None when it does not exist for this tenant."""
+        record = await self.get(text_id, tenant)
+        if record is None:
+            return None
+        if record.status in TERMINAL_STATUSES:
+            return CancelResult(record.status, record)
+        result = orjson.dumps({"error": {"message": "cancelled by request", "type": "cancelled"}})
+        previous = await self.scripts.cancel(
+            self.keys.task(record.queue, text_id),
+            self.keys.stream(record.queue, record.level),
+            now_ms(),
+            self.retention_ms,
+            self.keys.task_channel(record.queue, text_id),
+            orjson.dumps({"type": "done", "status": Status.CANCELLED.value}),
+            self.keys.cancel_channel,
+            text_id,
+            result,
+        )
+        if previous is None:
+            return None
+        updated = await self.get(text_id, tenant)
+        return CancelResult(Status(previous), updated or record)
+
+    # -- worker side --------------------------------------------------------------------
+    async def load(self, queue: str, text_id: str) -> TaskRecord | None:
+        """The task record as workers see it (no tenant check)."""
+        raw = await cast(
+            Awaitable[dict[bytes, bytes]], self.redis.hgetall(self.keys.task(queue, text_id))
+        )
+        return TaskRecord.from_hash(raw) if raw else None
+
+    async def ack(self, queue: str, level: int, entry: str) -> None:
+        """Acknowledge and delete a stream entry whose task needs no (more) work."""
+        stream = self.keys.stream(queue, level)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xack(stream, CONSUMER_GROUP, entry)
+            pipe.xdel(stream, entry)
+            await pipe.execute()
+
+    async def start(self, queue: str, text_id: str, worker: str) -> TaskRecord | None:
+        """Claim a task read from a stream; see `lua/start.lua`."""
+        raw = await self.scripts.start(self.keys.task(queue, text_id), now_ms(), worker)
+        return TaskRecord.from_hash(raw) if raw else None
+
+    async def finish(
+        self, queue: str, level: int, text_id: str, entry: str, outcome: Outcome
+    ) -> bool:
+        """Store the outcome (first one wins) and ack the entry; True if this one won."""
+        fields: Fields = {
+            "status": outcome.status.value,
+            "status_code": outcome.status_code,
+            "content_type": outcome.content_type,
+            "result": outcome.body,
+            "finished_at": now_ms(),
+        }
+        event = orjson.dumps({"type": "done", "status": outcome.status.value})
+        return await self.scripts.finish(
+            self.keys.task(queue, text_id),
+            self.keys.stream(queue, level),
+            entry,
+            CONSUMER_GROUP,
+            self.retention_ms,
+            self.keys.task_channel(queue, text_id),
+            event,
+            fields,
+        )
+
+    async def record_callback(
+        self, record: TaskRecord, state: str, attempts: int, error: str | None
+    ) -> None:
+        """Note a callback delivery attempt on the task record."""
+        fields: Fields = {
+            "callback_status": state,
+            "callback_attempts": attempts,
+            "callback_last_error": error or "",
+        }
+        await self.scripts.update(self.keys.task(record.queue, record.task_id), fields)

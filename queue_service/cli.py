@@ -1,0 +1,93 @@
+"""`queue-service`: api, worker, dev, mock-upstream."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .logs import configure_logging
+from .settings import Settings
+
+
+def _api(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from .app import create_app
+
+    settings = Settings()
+    configure_logging(settings)
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.shutdown_grace),
+    )
+
+
+def _worker(args: argparse.Namespace) -> None:
+    from arq.worker import run_worker
+
+    from workers.entry import worker_settings
+
+    overrides = {"concurrency": args.concurrency} if args.concurrency else {}
+    settings = Settings(**overrides)
+    configure_logging(settings)
+    queues = (
+        frozenset(q.strip() for q in args.queues.split(",") if q.strip()) if args.queues else None
+    )
+    run_worker(worker_settings(settings, queues))
+
+
+def _mock_upstream(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from .mock_upstream import MockConfig, create_mock_app
+
+    config = MockConfig(ttft=args.ttft, token_latency=args.token_latency)
+    uvicorn.run(create_mock_app(config), host=args.host, port=args.port, access_log=False)
+
+
+def _dev(args: argparse.Namespace) -> None:
+    from .dev import run_dev
+
+    run_dev(args.port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="queue-service", description="A priority task queue for AI API calls."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    api = commands.add_parser("api", help="run the HTTP front end under uvicorn")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8080)
+    api.set_defaults(run=_api)
+
+    worker = commands.add_parser("worker", help="run one worker process")
+    worker.add_argument("--queues", help="comma-separated queue names (default: every queue)")
+    worker.add_argument("--concurrency", type=int, help="job slots (default QUEUE_CONCURRENCY)")
+    worker.set_defaults(run=_worker)
+
+    dev = commands.add_parser("dev", help="API, a worker, mock upstream (and Redis) in one go")
+    dev.add_argument("--port", type=int, default=8080)
+    dev.set_defaults(run=_dev)
+
+    mock = commands.add_parser("mock-upstream", help="run the built-in mock model server")
+    mock.add_argument("--host", default="127.0.0.1")
+    mock.add_argument("--port", type=int, default=7860)
+    mock.add_argument("--ttft", type=float, default=0.0, help="seconds to the first token")
+    mock.add_argument("--token-latency", type=float, default=0.0, help="seconds per token")
+    mock.set_defaults(run=_mock_upstream)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except KeyboardInterrupt:
+        sys.exit(130)

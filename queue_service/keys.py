@@ -1,0 +1,61 @@
+"""Every Redis key and channel name the service uses, built in one place.
+
+A queue's keys share the hash tag `{<queue>}` so that they live in one Redis Cluster slot
+and one Lua script may touch them all; the queue registry is global.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CONSUMER_GROUP = "workers"
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str = "qs"
+
+    # -- global -------------------------------------------------------------------
+    @property
+    def queue_ids(self) -> str:
+        """Hash: queue name -> queue id."""
+        return f"{self.prefix}:queues"
+
+    @property
+    def queue_names(self) -> str:
+        """Hash: queue id -> queue name."""
+        return f"{self.prefix}:queue-names"
+
+    @property
+    def queue_seq(self) -> str:
+        return f"{self.prefix}:queue-seq"
+
+    @property
+    def instance_seq(self) -> str:
+        """Counter handing each API process its instance number."""
+        return f"{self.prefix}:instance-seq"
+
+    @property
+    def cancel_channel(self) -> str:
+        """Pub/sub channel on which cancelled task ids are announced to workers."""
+        return f"{self.prefix}:cancel"
+
+    @property
+    def arq_queue(self) -> str:
+        """arq's own queue: callback retries and cron, never the hot path."""
+        return f"{self.prefix}:arq:queue"
+
+    @property
+    def arq_health_check(self) -> str:
+        return f"{self.prefix}:arq:health-check"
+
+    # -- per queue ----------------------------------------------------------------
+    def stream(self, queue: str, level: int) -> str:
+        return f"{self.prefix}:{{{queue}}}:{level}"
+
+    def task(self, queue: str, task_id: str) -> str:
+        return f"{self.prefix}:{{{queue}}}:task:{task_id}"
+
+    def task_channel(self, queue: str, task_id: str) -> str:
+        """Pub/sub channel carrying a task's events (stream chunks, completion)."""
+        return f"{self.prefix}:{{{queue}}}:events:{task_id}"

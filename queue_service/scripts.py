@@ -1,0 +1,88 @@
+"""Typed wrappers around the Lua scripts in `lua/` (loaded once, run by EVALSHA)."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from typing import Any
+
+from redis.asyncio import Redis
+
+Fields = dict[str, str | int | bytes]
+
+
+def _load(name: str) -> str:
+    return (files(__package__) / "lua" / f"{name}.lua").read_text(encoding="utf-8")
+
+
+def _flatten(fields: Fields) -> list[str | int | bytes]:
+    flat: list[str | int | bytes] = []
+    for name, value in fields.items():
+        flat += (name, value)
+    return flat
+
+
+class Scripts:
+    """One instance per Redis client; each method is one atomic script call."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._put = redis.register_script(_load("put"))
+        self._start = redis.register_script(_load("start"))
+        self._finish = redis.register_script(_load("finish"))
+        self._cancel = redis.register_script(_load("cancel"))
+        self._register_queue = redis.register_script(_load("register_queue"))
+        self._update = redis.register_script(_load("update"))
+
+    async def register_queue(self, ids_key: str, names_key: str, seq_key: str, name: str) -> int:
+        return int(await self._register_queue(keys=[ids_key, names_key, seq_key], args=[name]))
+
+    async def update(self, task_key: str, fields: Fields) -> bool:
+        """Set fields on a task record if it still exists."""
+        return bool(await self._update(keys=[task_key], args=_flatten(fields)))
+
+    async def put(
+        self, task_key: str, stream_key: str, task_id: str, ttl_ms: int, record: Fields
+    ) -> bytes:
+        """Store the record and XADD the id; returns the stream entry id."""
+        entry: bytes = await self._put(
+            keys=[task_key, stream_key], args=[task_id, ttl_ms, *_flatten(record)]
+        )
+        return entry
+
+    async def start(self, task_key: str, now_ms: int, worker: str) -> dict[bytes, bytes] | None:
+        """Mark a task running if it may run; returns its record (None when gone)."""
+        flat: list[bytes] | None = await self._start(keys=[task_key], args=[now_ms, worker])
+        if not flat:
+            return None
+        return dict(zip(flat[::2], flat[1::2], strict=True))
+
+    async def finish(
+        self,
+        task_key: str,
+        stream_key: str,
+        entry: str,
+        group: str,
+        retention_ms: int,
+        channel: str,
+        event: bytes,
+        outcome: Fields,
+    ) -> bool:
+        """Store the outcome unless one is stored already; ack the entry either way."""
+        args: list[Any] = [entry, group, retention_ms, channel, event, *_flatten(outcome)]
+        return bool(await self._finish(keys=[task_key, stream_key], args=args))
+
+    async def cancel(
+        self,
+        task_key: str,
+        stream_key: str,
+        now_ms: int,
+        retention_ms: int,
+        channel: str,
+        event: bytes,
+        cancel_channel: str,
+        task_id: str,
+        result: bytes,
+    ) -> str | None:
+        """Cancel an unfinished task; returns the status it had (None: no such task)."""
+        args: list[Any] = [now_ms, retention_ms, channel, event, cancel_channel, task_id, result]
+        status: bytes | None = await self._cancel(keys=[task_key, stream_key], args=args)
+        return status.decode() if status else None

@@ -1,0 +1,58 @@
+"""The service's settings, read from `QUEUE_*` environment variables at the edge only."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DAY = 24 * 3600
+
+
+class Settings(BaseSettings):
+    """Every tunable of the API and the workers; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(env_prefix="QUEUE_", frozen=True)
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = Field(default="qs", pattern=r"^[A-Za-z0-9_.:-]{1,32}$")
+
+    upstream_url: str = "http://127.0.0.1:7860"
+    upstream_api_key: str | None = None
+    upstream_timeout: float = Field(default=600.0, gt=0)
+
+    api_keys: str | None = None
+    instance: int | None = Field(default=None, ge=0, le=9999)
+
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    max_timeout: int = Field(default=7 * DAY, gt=0)
+    blocking_timeout: int = Field(default=300, gt=0)
+    callback_timeout: int = Field(default=DAY, gt=0)
+    result_retention: int = Field(default=DAY, gt=0)
+
+    concurrency: int = Field(default=16, ge=1)
+    online_reserved_slots: int = Field(default=2, ge=0)
+    queue_refresh_interval: float = Field(default=1.0, gt=0)
+    shutdown_grace: float = Field(default=30.0, ge=0)
+
+    callback_request_timeout: float = Field(default=10.0, gt=0)
+    callback_max_attempts: int = Field(default=12, ge=1)
+    callback_backoff: float = Field(default=1.0, gt=0)
+    callback_backoff_max: float = Field(default=3600.0, gt=0)
+
+    log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    @cached_property
+    def api_key_tenants(self) -> dict[str, str]:
+        """Map each accepted bearer key to its tenant (`key` alone is tenant `default`)."""
+        tenants: dict[str, str] = {}
+        for entry in (self.api_keys or "").split(","):
+            entry = entry.strip()
+            if not entry:
+                continue
+            tenant, sep, key = entry.rpartition(":")
+            tenants[key] = tenant if sep and tenant else "default"
+        return tenants

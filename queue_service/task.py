@@ -1,0 +1,130 @@
+"""A task as stored in Redis (`TaskRecord`) and the outcome of running it (`Outcome`)."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from .models import ResponseMode, Status
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a job ended: its status and the upstream's (or our) response."""
+
+    status: Status
+    status_code: int
+    body: bytes
+    content_type: str = "application/json"
+
+    @classmethod
+    def error(cls, status: Status, status_code: int, message: str, kind: str) -> Outcome:
+        body = orjson.dumps({"error": {"message": message, "type": kind}})
+        return cls(status, status_code, body)
+
+    def body_value(self) -> Any:
+        """The body as JSON when it is JSON, else base64 text with its content type."""
+        return decode_body(self.body, self.content_type)
+
+
+def decode_body(body: bytes, content_type: str) -> Any:
+    if "json" in content_type:
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
+    if content_type.startswith("text/"):
+        return body.decode("utf-8", errors="replace")
+    return {"content_type": content_type, "base64": base64.b64encode(body).decode()}
+
+
+def _text(raw: dict[bytes, bytes], name: str) -> str:
+    return raw.get(name.encode(), b"").decode()
+
+
+def _int(raw: dict[bytes, bytes], name: str) -> int | None:
+    value = raw.get(name.encode())
+    return int(value) if value else None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord:
+    task_id: str
+    queue: str
+    level: int
+    mode: ResponseMode
+    endpoint: str
+    data: bytes
+    callback_url: str
+    tenant: str
+    status: Status
+    created_at: int
+    deadline: int
+    attempts: int
+    entry: str
+    started_at: int | None
+    finished_at: int | None
+    outcome: Outcome | None
+    callback_status: str
+    callback_attempts: int
+    callback_last_error: str
+
+    @classmethod
+    def from_hash(cls, raw: dict[bytes, bytes]) -> TaskRecord:
+        status = Status(_text(raw, "status"))
+        status_code = _int(raw, "status_code")
+        outcome = None
+        if status_code is not None:
+            outcome = Outcome(
+                status, status_code, raw.get(b"result", b""), _text(raw, "content_type")
+            )
+        return cls(
+            task_id=_text(raw, "task_id"),
+            queue=_text(raw, "queue"),
+            level=int(raw[b"level"]),
+            mode=ResponseMode(_text(raw, "mode")),
+            endpoint=_text(raw, "endpoint"),
+            data=raw.get(b"data", b"{}"),
+            callback_url=_text(raw, "callback_url"),
+            tenant=_text(raw, "tenant"),
+            status=status,
+            created_at=int(raw[b"created_at"]),
+            deadline=int(raw[b"deadline"]),
+            attempts=_int(raw, "attempts") or 0,
+            entry=_text(raw, "entry"),
+            started_at=_int(raw, "started_at"),
+            finished_at=_int(raw, "finished_at"),
+            outcome=outcome,
+            callback_status=_text(raw, "callback_status"),
+            callback_attempts=_int(raw, "callback_attempts") or 0,
+            callback_last_error=_text(raw, "callback_last_error"),
+        )
+
+    def public_view(self) -> dict[str, Any]:
+        """What `GET /v1/queue/{task_id}` shows (never the tenant)."""
+        view: dict[str, Any] = {
+            "task_id": self.task_id,
+            "queue": self.queue,
+            "level": self.level,
+            "response_mode": self.mode.value,
+            "endpoint": self.endpoint,
+            "status": self.status.value,
+            "created_at": self.created_at,
+            "deadline": self.deadline,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "attempts": self.attempts,
+            "status_code": self.outcome.status_code if self.outcome else None,
+            "result": self.outcome.body_value() if self.outcome else None,
+        }
+        if self.mode is ResponseMode.CALLBACK:
+            view["callback"] = {
+                "url": self.callback_url,
+                "status": self.callback_status or "pending",
+                "attempts": self.callback_attempts,
+                "last_error": self.callback_last_error or None,
+            }
+        return view

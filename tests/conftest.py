@@ -1,0 +1,112 @@
+"""Shared fixtures: a real Redis, per-test key prefixes, the mock upstream, API and worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from arq.worker import Worker
+from redis.asyncio import Redis
+
+from queue_service.app import create_app
+from queue_service.embedded_redis import EmbeddedRedis, free_port, redis_answers
+from queue_service.mock_upstream import MockConfig, create_mock_app
+from queue_service.settings import Settings
+from tests.servers import CallbackReceiver, serve
+from workers.entry import worker_settings
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """QUEUE_REDIS_URL, else the local Redis, else an embedded redis-server for this run."""
+    configured = os.environ.get("QUEUE_REDIS_URL")
+    if configured:
+        yield configured
+        return
+    if redis_answers(port=6379):
+        yield "redis://127.0.0.1:6379/0"
+        return
+    embedded = EmbeddedRedis(Path(tmp_path_factory.mktemp("redis")), free_port(), appendonly=False)
+    embedded.start()
+    try:
+        yield embedded.url
+    finally:
+        embedded.stop()
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A key prefix of this test's own, so tests never see each other's keys."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def mock_upstream() -> AsyncIterator[tuple[str, Any]]:
+    app = create_mock_app(MockConfig())
+    async with serve(app) as url:
+        yield url, app
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[tuple[str, CallbackReceiver]]:
+    inbox = CallbackReceiver()
+    async with serve(inbox.app()) as url:
+        yield f"{url}/callback", inbox
+
+
+@pytest.fixture
+def settings(redis_url: str, prefix: str, mock_upstream: tuple[str, Any]) -> Settings:
+    return Settings(
+        redis_url=redis_url,
+        key_prefix=prefix,
+        upstream_url=mock_upstream[0],
+        queue_refresh_interval=0.2,
+        callback_backoff=0.05,
+        shutdown_grace=2.0,
+    )
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client talking to the API over a real socket."""
+    async with serve(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as client:
+        yield client
+
+
+@contextlib.asynccontextmanager
+async def running_worker(
+    settings: Settings, queues: frozenset[str] | None = None
+) -> AsyncIterator[Worker]:
+    """An arq worker with our stream consumer, in this event loop."""
+    worker = Worker(**{**worker_settings(settings, queues), "handle_signals": False})
+    task = asyncio.create_task(worker.async_run())
+    while "runtime" not in worker.ctx:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    try:
+        yield worker
+    finally:
+        await worker.close()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@pytest.fixture
+async def worker(settings: Settings) -> AsyncIterator[Worker]:
+    async with running_worker(settings) as running:
+        yield running

@@ -1,0 +1,68 @@
+"""Real servers for tests: any ASGI app on a loopback socket, and a callback receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+
+@contextlib.asynccontextmanager
+async def serve(app: ASGIApp, *, lifespan: str = "on") -> AsyncIterator[str]:
+    """Run `app` under uvicorn on 127.0.0.1 (a free port) in this event loop; yields its URL."""
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, lifespan=lifespan, log_config=None, access_log=False
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("server stopped before starting")
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@dataclass
+class CallbackReceiver:
+    """Records callbacks; answers `fail_first` of them with 503 before accepting."""
+
+    fail_first: int = 0
+    received: list[dict[str, Any]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+    attempts: int = 0
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def app(self) -> Starlette:
+        async def callback(request: Request) -> Response:
+            self.attempts += 1
+            if self.attempts <= self.fail_first:
+                return JSONResponse({"error": "try later"}, status_code=503)
+            self.received.append(orjson.loads(await request.body()))
+            self.headers.append(dict(request.headers))
+            self.arrived.set()
+            return JSONResponse({"ok": True})
+
+        return Starlette(routes=[Route("/callback", callback, methods=["POST"])])
+
+    async def wait_for(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        async with asyncio.timeout(timeout):
+            while len(self.received) < count:
+                self.arrived.clear()
+                await self.arrived.wait()
+        return self.received

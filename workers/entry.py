@@ -1,0 +1,47 @@
+"""How arq runs our worker: hooks and the arq `Worker` arguments for given settings.
+
+The hot path (level streams) is our own XREADGROUP consumer, started in `on_startup`;
+arq supplies the process, signals, graceful shutdown and deferred jobs (callback retries).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arq.connections import RedisSettings
+from arq.worker import func
+
+from queue_service.keys import Keys
+from queue_service.settings import Settings
+
+from .callbacks import DELIVER_CALLBACK, deliver_callback
+from .runtime import WorkerRuntime
+
+
+async def on_startup(ctx: dict[str, Any]) -> None:
+    runtime = WorkerRuntime(ctx["settings"], ctx["queues"], ctx["redis"])
+    ctx["runtime"] = runtime
+    await runtime.start()
+
+
+async def on_shutdown(ctx: dict[str, Any]) -> None:
+    runtime: WorkerRuntime | None = ctx.get("runtime")
+    if runtime is not None:
+        await runtime.stop(runtime.settings.shutdown_grace)
+
+
+def worker_settings(settings: Settings, queues: frozenset[str] | None = None) -> dict[str, Any]:
+    """The keyword arguments of arq's `Worker` for these settings."""
+    keys = Keys(settings.key_prefix)
+    return {
+        "functions": [func(deliver_callback, name=DELIVER_CALLBACK, max_tries=1)],
+        "queue_name": keys.arq_queue,
+        "health_check_key": keys.arq_health_check,
+        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        "on_startup": on_startup,
+        "on_shutdown": on_shutdown,
+        "ctx": {"settings": settings, "queues": queues},
+        "max_jobs": 100,
+        "keep_result": 0,
+        "handle_signals": True,
+    }

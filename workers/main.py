@@ -1,0 +1,12 @@
+"""`arq workers.main.WorkerSettings`: a worker configured from the `QUEUE_*` environment."""
+
+from __future__ import annotations
+
+from queue_service.logs import configure_logging
+from queue_service.settings import Settings
+
+from .entry import worker_settings
+
+_settings = Settings()
+configure_logging(_settings)
+WorkerSettings = type("WorkerSettings", (), worker_settings(_settings))

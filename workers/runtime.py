@@ -1,0 +1,116 @@
+"""A worker process's resources and background tasks, started and stopped by arq's hooks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+
+import httpx
+from arq.connections import ArqRedis
+from redis.asyncio import Redis
+
+from queue_service.broker import Broker
+from queue_service.keys import Keys
+from queue_service.settings import Settings
+
+from .adapters import Upstream
+from .callbacks import CallbackSender
+from .consumer import StreamConsumer
+from .executor import JobExecutor
+
+log = logging.getLogger("workers.runtime")
+
+
+class WorkerRuntime:
+    def __init__(self, settings: Settings, queues: frozenset[str] | None, arq: ArqRedis) -> None:
+        self.settings = settings
+        self.name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        keys = Keys(settings.key_prefix)
+        self.keys = keys
+        self.redis = Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+        self.blocking_redis = Redis.from_url(settings.redis_url, single_connection_client=True)
+        self.broker = Broker(self.redis, keys, settings.result_retention)
+        slots = settings.concurrency
+        self.upstream_http = httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.upstream_timeout, connect=10.0),
+            limits=httpx.Limits(max_connections=slots * 2, max_keepalive_connections=slots),
+        )
+        self.callback_http = httpx.AsyncClient(
+            timeout=settings.callback_request_timeout, follow_redirects=False
+        )
+        self.callbacks = CallbackSender(
+            self.callback_http,
+            self.broker,
+            arq,
+            arq_queue=keys.arq_queue,
+            max_attempts=settings.callback_max_attempts,
+            backoff=settings.callback_backoff,
+            backoff_max=settings.callback_backoff_max,
+        )
+        self.executor = JobExecutor(
+            self.broker,
+            self.upstream_http,
+            Upstream(settings.upstream_url, settings.upstream_api_key),
+            self.callbacks,
+            self.name,
+        )
+        self.consumer = StreamConsumer(
+            self.broker,
+            self.blocking_redis,
+            self.executor.run,
+            name=self.name,
+            concurrency=slots,
+            reserved_online=min(settings.online_reserved_slots, slots - 1),
+            queues=queues,
+            refresh_interval=settings.queue_refresh_interval,
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self.consumer.run(), name="stream consumer"),
+            asyncio.create_task(self._listen_for_cancels(), name="cancel listener"),
+        ]
+        log.info(
+            "worker %s consuming with %d slots (%d reserved for online)",
+            self.name,
+            self.consumer.concurrency,
+            self.consumer.concurrency - self.consumer.offline_limit,
+        )
+
+    async def stop(self, grace: float) -> None:
+        """Stop taking jobs, give those in flight `grace` seconds, then close everything."""
+        self.consumer.stop()
+        await self.consumer.drain(grace)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.upstream_http.aclose()
+        await self.callback_http.aclose()
+        await self.blocking_redis.aclose()
+        await self.redis.aclose()
+
+    async def _listen_for_cancels(self) -> None:
+        """Stop running jobs whose task was cancelled through the API."""
+        while True:
+            try:
+                async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(self.keys.cancel_channel)
+                    async for message in pubsub.listen():
+                        self._cancel_local(message["data"].decode())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("cancel listener lost Redis; resubscribing in 1s", exc_info=True)
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.sleep(1.0)
+
+    def _cancel_local(self, task_id: str) -> None:
+        job = self.consumer.running_task(task_id)
+        if job is not None:
+            self.executor.cancelled.add(task_id)
+            job.cancel()
