@@ -45,10 +45,10 @@ class Broker:
         queue_id = self._queue_ids.get(name)
         if queue_id is None:
             keys = self.keys
-            queue_id = await self.scripts.register_queue(
-                keys.queue_ids, keys.queue_names, keys.queue_seq, name
-            )
             await self.ensure_groups(name)
+            queue_id = await self.scripts.register_queue(
+                keys.queue_ids, keys.queue_names, keys.queue_seq, name, keys.new_queue_channel
+            )
             self._remember(name, queue_id)
         return queue_id
 

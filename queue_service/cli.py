@@ -30,7 +30,7 @@ def _api(args: argparse.Namespace) -> None:
 def _worker(args: argparse.Namespace) -> None:
     from arq.worker import run_worker
 
-    from workers.entry import worker_settings
+    from workers.entry import use_uvloop, worker_settings
 
     overrides = {"concurrency": args.concurrency} if args.concurrency else {}
     settings = Settings(**overrides)
@@ -38,6 +38,7 @@ def _worker(args: argparse.Namespace) -> None:
     queues = (
         frozenset(q.strip() for q in args.queues.split(",") if q.strip()) if args.queues else None
     )
+    use_uvloop()
     run_worker(worker_settings(settings, queues))
 
 

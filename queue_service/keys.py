@@ -41,6 +41,11 @@ class Keys:
         return f"{self.prefix}:cancel"
 
     @property
+    def new_queue_channel(self) -> str:
+        """Pub/sub channel on which newly registered queue names are announced to workers."""
+        return f"{self.prefix}:new-queue"
+
+    @property
     def arq_queue(self) -> str:
         """arq's own queue: callback retries and cron, never the hot path."""
         return f"{self.prefix}:arq:queue"

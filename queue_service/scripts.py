@@ -32,8 +32,12 @@ class Scripts:
         self._register_queue = redis.register_script(_load("register_queue"))
         self._update = redis.register_script(_load("update"))
 
-    async def register_queue(self, ids_key: str, names_key: str, seq_key: str, name: str) -> int:
-        return int(await self._register_queue(keys=[ids_key, names_key, seq_key], args=[name]))
+    async def register_queue(
+        self, ids_key: str, names_key: str, seq_key: str, name: str, channel: str
+    ) -> int:
+        """The queue's id; a new queue is announced on `channel`."""
+        keys = [ids_key, names_key, seq_key]
+        return int(await self._register_queue(keys=keys, args=[name, channel]))
 
     async def update(self, task_key: str, fields: Fields) -> bool:
         """Set fields on a task record if it still exists."""

@@ -1,4 +1,4 @@
-"""put -> level stream -> worker -> mock upstream -> stored result -> callback, over real sockets."""
+"""put -> level stream -> worker -> mock upstream -> result -> callback, over real sockets."""
 
 from __future__ import annotations
 

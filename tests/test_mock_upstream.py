@@ -407,6 +407,13 @@ async def test_hang_until_client_leaves(mock: Mock) -> None:
     assert listed == [recorded.response_id]
 
 
+async def test_abandoned_non_stream_wait_is_recorded(mock: Mock) -> None:
+    with pytest.raises(httpx.ReadTimeout):
+        await mock.client.post(CHAT, json=chat(mock={"ttft": 3}), timeout=0.2)
+    (recorded,) = mock.app.state.mock_requests
+    assert await mock.wait_for_disconnect() == [recorded.response_id]
+
+
 async def test_abandoned_stream_is_recorded(mock: Mock) -> None:
     body = chat(stream=True, mock={"tokens": 100, "token_latency": 0.02})
     async with mock.client.stream("POST", CHAT, json=body) as response:

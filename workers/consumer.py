@@ -4,12 +4,14 @@ Slots: `concurrency` jobs run at once; offline (level 1) jobs may use all but
 `reserved_online` of them, so a long offline backlog never delays online pickup. When
 nothing waits, the consumer blocks in Redis on every stream it may take work from and
 wakes the moment a job is put. When an offline slot frees while the consumer is blocked
-on the online streams alone, it interrupts its own read (CLIENT UNBLOCK) to widen it.
+on the online streams alone, or a new queue is announced, it interrupts its own read
+(CLIENT UNBLOCK) to widen it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -65,7 +67,8 @@ class StreamConsumer:
         self._stream_owner: dict[bytes, tuple[str, int]] = {}
         self._running: dict[int, int] = {ONLINE: 0, OFFLINE: 0}
         self._jobs: dict[str, asyncio.Task[None]] = {}
-        self._slot_freed = asyncio.Event()
+        self._wake = asyncio.Event()
+        """Set when a slot frees, a queue is added or the consumer stops."""
         self._blocked_online_only = False
         self._blocking_client_id: int | None = None
         self._stopping = False
@@ -79,10 +82,16 @@ class StreamConsumer:
     def running_task(self, task_id: str) -> asyncio.Task[None] | None:
         return self._jobs.get(task_id)
 
+    def queue_added(self) -> None:
+        """A queue was registered: look at the registry now, not at the next interval."""
+        self._refreshed_at = 0.0
+        self._wake.set()
+        self._interrupt_read()
+
     def stop(self) -> None:
         """Take no more entries; jobs in flight go on."""
         self._stopping = True
-        self._slot_freed.set()
+        self._wake.set()
 
     async def drain(self, grace: float) -> None:
         """Wait up to `grace` seconds for jobs in flight, then cancel the rest."""
@@ -108,11 +117,11 @@ class StreamConsumer:
 
     # -- the loop -----------------------------------------------------------------------
     async def _step(self) -> None:
+        self._wake.clear()  # what happens from here on wakes the sleeps below
         await self._refresh_streams()
         free = self.concurrency - self.in_flight
         if free <= 0:
-            self._slot_freed.clear()
-            await self._slot_freed.wait()
+            await self._sleep(None)
             return
         offline_free = min(free, self.offline_limit - self._running[OFFLINE])
         online, offline = self._streams[ONLINE], self._streams[OFFLINE]
@@ -122,13 +131,19 @@ class StreamConsumer:
             return
         streams = online + offline if offline_free > 0 else online
         if not streams:
-            await asyncio.sleep(self._refresh_interval)
+            await self._sleep(self._refresh_interval)
             return
         self._blocked_online_only = offline_free <= 0 and bool(offline)
         try:
             await self._read(streams, 1, block_ms=int(self._refresh_interval * 1000))
         finally:
             self._blocked_online_only = False
+
+    async def _sleep(self, seconds: float | None) -> None:
+        """Wait for a wake-up (or the timeout)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
 
     async def _read(self, streams: list[str], count: int, block_ms: int | None) -> bool:
         """Read new entries and dispatch them; True when any arrived."""
@@ -162,16 +177,19 @@ class StreamConsumer:
     def _job_done(self, entry: Entry) -> None:
         self._running[entry.level] -= 1
         self._jobs.pop(entry.task_id, None)
-        self._slot_freed.set()
+        self._wake.set()
         if entry.level == OFFLINE and self._blocked_online_only:
-            unblocker = asyncio.create_task(self._widen_read())
-            self._unblockers.add(unblocker)
-            unblocker.add_done_callback(self._unblockers.discard)
+            self._interrupt_read()
 
-    async def _widen_read(self) -> None:
-        """An offline slot freed while blocked on online streams only: interrupt that read."""
+    def _interrupt_read(self) -> None:
+        unblocker = asyncio.create_task(self._unblock())
+        self._unblockers.add(unblocker)
+        unblocker.add_done_callback(self._unblockers.discard)
+
+    async def _unblock(self) -> None:
+        """End the blocked read at once, so the loop reads again with what changed."""
         client_id = self._blocking_client_id
-        if client_id is not None and self._blocked_online_only:
+        if client_id is not None:
             try:
                 await self.broker.redis.client_unblock(client_id)
             except Exception:  # the read ends by its own timeout anyway

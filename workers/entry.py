@@ -6,6 +6,7 @@ arq supplies the process, signals, graceful shutdown and deferred jobs (callback
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from arq.connections import RedisSettings
@@ -45,3 +46,12 @@ def worker_settings(settings: Settings, queues: frozenset[str] | None = None) ->
         "keep_result": 0,
         "handle_signals": True,
     }
+
+
+def use_uvloop() -> None:
+    """Run the worker on uvloop when it is installed (it comes with uvicorn[standard])."""
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())

@@ -73,7 +73,7 @@ class WorkerRuntime:
     async def start(self) -> None:
         self._tasks = [
             asyncio.create_task(self.consumer.run(), name="stream consumer"),
-            asyncio.create_task(self._listen_for_cancels(), name="cancel listener"),
+            asyncio.create_task(self._listen(), name="announcement listener"),
         ]
         log.info(
             "worker %s consuming with %d slots (%d reserved for online)",
@@ -94,14 +94,19 @@ class WorkerRuntime:
         await self.blocking_redis.aclose()
         await self.redis.aclose()
 
-    async def _listen_for_cancels(self) -> None:
-        """Stop running jobs whose task was cancelled through the API."""
+    async def _listen(self) -> None:
+        """Follow announcements: cancelled tasks (stop them here) and new queues."""
+        cancel, new_queue = self.keys.cancel_channel, self.keys.new_queue_channel
         while True:
             try:
                 async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(self.keys.cancel_channel)
+                    await pubsub.subscribe(cancel, new_queue)
+                    self.consumer.queue_added()  # whatever was missed while unsubscribed
                     async for message in pubsub.listen():
-                        self._cancel_local(message["data"].decode())
+                        if message["channel"].decode() == cancel:
+                            self._cancel_local(message["data"].decode())
+                        else:
+                            self.consumer.queue_added()
             except asyncio.CancelledError:
                 raise
             except Exception:

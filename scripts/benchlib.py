@@ -1,0 +1,191 @@
+"""Shared pieces of the benchmark and drill scripts: a service stack of real processes,
+latency statistics, and the BENCHMARKS.md writer."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from queue_service.embedded_redis import (
+    EmbeddedRedis,
+    free_port,
+    redis_answers,
+)
+
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Stack:
+    """An API process and worker processes on loopback, on a key prefix of their own."""
+
+    upstream_url: str
+    workers: int = 1
+    concurrency: int = 16
+    env_extra: dict[str, str] = field(default_factory=dict)
+    api_port: int = field(default_factory=free_port)
+    prefix: str = field(default_factory=lambda: f"bench{uuid.uuid4().hex[:8]}")
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def env(self, redis_url: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            "QUEUE_REDIS_URL": redis_url,
+            "QUEUE_KEY_PREFIX": self.prefix,
+            "QUEUE_UPSTREAM_URL": self.upstream_url,
+            "QUEUE_CONCURRENCY": str(self.concurrency),
+            "QUEUE_LOG_LEVEL": "WARNING",
+            **self.env_extra,
+        }
+
+    def start(self, redis_url: str) -> None:
+        env = self.env(redis_url)
+        quiet = {"stdin": subprocess.DEVNULL, "env": env}
+        for _ in range(self.workers):
+            self.processes.append(subprocess.Popen([str(BIN / "queue-service"), "worker"], **quiet))
+        api = [str(BIN / "queue-service"), "api", "--port", str(self.api_port)]
+        self.processes.append(subprocess.Popen(api, **quiet))
+        wait_for_port(self.api_port)
+        wait_for_worker(redis_url, self.prefix)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def wait_for_worker(redis_url: str, prefix: str, timeout: float = 30.0) -> None:
+    """Until a worker on `prefix` is up (arq writes its health-check key once started)."""
+    from redis import Redis
+
+    from queue_service.keys import Keys
+
+    key = Keys(prefix).arq_health_check
+    deadline = time.monotonic() + timeout
+    with Redis.from_url(redis_url) as redis:
+        while not redis.exists(key):
+            if time.monotonic() > deadline:
+                raise RuntimeError("no worker started")
+            time.sleep(0.05)
+
+
+def wait_for_port(port: int, timeout: float = 30.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+@contextlib.contextmanager
+def redis_for_bench() -> Iterator[str]:
+    """QUEUE_REDIS_URL, the local Redis, or an embedded one for the run."""
+    configured = os.environ.get("QUEUE_REDIS_URL")
+    if configured:
+        yield configured
+        return
+    if redis_answers():
+        yield "redis://127.0.0.1:6379/0"
+        return
+    embedded = EmbeddedRedis(ROOT / ".queue-service" / "bench-redis", free_port(), appendonly=False)
+    embedded.start()
+    try:
+        yield embedded.url
+    finally:
+        embedded.stop()
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def summary_ms(samples: list[float]) -> tuple[float, float]:
+    """(median, p99) in milliseconds of samples in seconds."""
+    return statistics.median(samples) * 1000, percentile(samples, 99) * 1000
+
+
+def machine() -> str:
+    cpus = os.cpu_count()
+    python = platform.python_version()
+    return f"{platform.node()} · {platform.machine()} · {cpus} CPUs · Python {python}"
+
+
+def write_section(name: str, command: str, table: list[str], notes: list[str]) -> None:
+    """Replace (or add) the section `name` in BENCHMARKS.md."""
+    path = ROOT / "BENCHMARKS.md"
+    text = (
+        path.read_text() if path.exists() else "# Benchmarks\n\nFigures from `scripts/bench.py`.\n"
+    )
+    start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    body = "\n".join(
+        [
+            start,
+            f"## {name}",
+            "",
+            f"`{command}` on {stamp}, {machine()}",
+            "",
+            *table,
+            "",
+            *notes,
+            end,
+        ]
+    )
+    if start in text:
+        before, rest = text.split(start, 1)
+        text = before + body + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + body + "\n"
+    path.write_text(text)
+
+
+class MockUpstream:
+    """`queue-service mock-upstream` as a process of its own."""
+
+    def __init__(self, *args: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [str(BIN / "queue-service"), "mock-upstream", "--port", str(self.port), *args]
+        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+        wait_for_port(self.port)
+
+    def __enter__(self) -> MockUpstream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+    async def arrivals(self) -> dict[str, float]:
+        """When each recorded request arrived, by its last message's text."""
+        import httpx
+
+        async with httpx.AsyncClient() as client:
+            recorded = (await client.get(f"{self.url}/_mock/requests")).json()
+        return {r["body"]["messages"][-1]["content"]: r["received_at"] for r in recorded}

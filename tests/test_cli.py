@@ -1,0 +1,104 @@
+"""The console commands as real processes: api, worker (both ways), mock-upstream."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from queue_service.cli import build_parser
+from queue_service.embedded_redis import free_port
+from tests.servers import CallbackReceiver
+
+BIN = Path(sys.executable).parent
+
+
+def test_subcommands_are_the_documented_ones() -> None:
+    parser = build_parser()
+    assert parser.parse_args(["api"]).port == 8080
+    assert parser.parse_args(["mock-upstream"]).port == 7860
+    args = parser.parse_args(["worker", "--queues", "a,b", "--concurrency", "3"])
+    assert (args.queues, args.concurrency) == ("a,b", 3)
+    assert parser.parse_args(["dev"]).command == "dev"
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for process in started:
+        process.send_signal(signal.SIGTERM)
+    for process in started:
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+
+
+async def wait_until_up(url: str) -> None:
+    async with asyncio.timeout(20), httpx.AsyncClient() as client:
+        while True:
+            try:
+                await client.get(url)
+                return
+            except httpx.TransportError:
+                await asyncio.sleep(0.1)
+
+
+@pytest.mark.parametrize(
+    "worker_command",
+    [["queue-service", "worker", "--concurrency", "4"], ["arq", "workers.main.WorkerSettings"]],
+)
+async def test_a_callback_job_through_real_processes(
+    redis_url: str,
+    prefix: str,
+    receiver: tuple[str, CallbackReceiver],
+    processes: list[subprocess.Popen[bytes]],
+    worker_command: list[str],
+) -> None:
+    url, inbox = receiver
+    api_port, mock_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "QUEUE_REDIS_URL": redis_url,
+        "QUEUE_KEY_PREFIX": prefix,
+        "QUEUE_UPSTREAM_URL": f"http://127.0.0.1:{mock_port}",
+    }
+    commands = [
+        ["queue-service", "mock-upstream", "--port", str(mock_port)],
+        worker_command,
+        ["queue-service", "api", "--port", str(api_port)],
+    ]
+    for command in commands:
+        executable = [str(BIN / command[0]), *command[1:]]
+        processes.append(subprocess.Popen(executable, env=env, stdin=subprocess.DEVNULL))
+    api = f"http://127.0.0.1:{api_port}"
+    await wait_until_up(f"{api}/v1/queue/none")
+    await wait_until_up(f"http://127.0.0.1:{mock_port}/healthz")
+
+    async with httpx.AsyncClient(base_url=api) as client:
+        job = {
+            "queue": "procs",
+            "endpoint": "/v1/chat/completions",
+            "level": 1,
+            "data": {"model": "m", "messages": [{"role": "user", "content": "via processes"}]},
+            "callback_url": url,
+        }
+        task_id = (await client.post("/v1/queue/put", json=job)).json()["data"]
+        (callback,) = await inbox.wait_for(1, timeout=20)
+    assert callback["task_id"] == task_id
+    assert callback["status"] == "succeeded"
+    assert "via processes" in callback["body"]["choices"][0]["message"]["content"]
+
+    for process in processes:  # SIGTERM stops each one cleanly
+        process.send_signal(signal.SIGTERM)
+    for process in processes:
+        assert process.wait(15) in (0, -signal.SIGTERM)
