@@ -47,8 +47,11 @@ def _mock_upstream(args: argparse.Namespace) -> None:
 
     from .mock_upstream import MockConfig, create_mock_app
 
+    configure_logging(Settings())
     config = MockConfig(ttft=args.ttft, token_latency=args.token_latency)
-    uvicorn.run(create_mock_app(config), host=args.host, port=args.port, access_log=False)
+    uvicorn.run(
+        create_mock_app(config), host=args.host, port=args.port, log_config=None, access_log=False
+    )
 
 
 def _dev(args: argparse.Namespace) -> None:

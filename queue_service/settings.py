@@ -34,7 +34,7 @@ class Settings(BaseSettings):
 
     concurrency: int = Field(default=16, ge=1)
     online_reserved_slots: int = Field(default=2, ge=0)
-    queue_refresh_interval: float = Field(default=1.0, gt=0)
+    registry_refresh_interval: float = Field(default=1.0, gt=0)
     shutdown_grace: float = Field(default=30.0, ge=0)
 
     callback_request_timeout: float = Field(default=10.0, gt=0)

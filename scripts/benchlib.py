@@ -39,6 +39,7 @@ class Stack:
     api_port: int = field(default_factory=free_port)
     prefix: str = field(default_factory=lambda: f"bench{uuid.uuid4().hex[:8]}")
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    redis_url: str = ""
 
     @property
     def api_url(self) -> str:
@@ -56,6 +57,7 @@ class Stack:
         }
 
     def start(self, redis_url: str) -> None:
+        self.redis_url = redis_url
         env = self.env(redis_url)
         quiet = {"stdin": subprocess.DEVNULL, "env": env}
         for _ in range(self.workers):
@@ -73,6 +75,11 @@ class Stack:
                 process.wait(30)
             except subprocess.TimeoutExpired:
                 process.kill()
+        from redis import Redis
+
+        with Redis.from_url(self.redis_url) as redis:  # leave the Redis as we found it
+            for key in redis.scan_iter(match=f"{self.prefix}:*", count=1000):
+                redis.delete(key)
 
 
 def wait_for_worker(redis_url: str, prefix: str, timeout: float = 30.0) -> None:

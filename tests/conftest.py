@@ -49,9 +49,14 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
 
 
 @pytest.fixture
-def prefix() -> str:
-    """A key prefix of this test's own, so tests never see each other's keys."""
-    return f"t{uuid.uuid4().hex[:10]}"
+async def prefix(redis_url: str) -> AsyncIterator[str]:
+    """A key prefix of this test's own, so tests never see each other's keys; removed after."""
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    yield prefix
+    client = Redis.from_url(redis_url)
+    async for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+        await client.delete(key)
+    await client.aclose()
 
 
 @pytest.fixture
@@ -74,7 +79,7 @@ def settings(redis_url: str, prefix: str, mock_upstream: tuple[str, Any]) -> Set
         redis_url=redis_url,
         key_prefix=prefix,
         upstream_url=mock_upstream[0],
-        queue_refresh_interval=0.2,
+        registry_refresh_interval=0.2,
         callback_backoff=0.05,
         shutdown_grace=2.0,
     )

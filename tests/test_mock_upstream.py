@@ -438,3 +438,11 @@ async def test_ttft_and_token_latency(mock: Mock) -> None:
         async with slow.client.stream("POST", CHAT, json=chat(stream=True)) as response:
             await anext(response.aiter_lines())
             assert time.monotonic() - started >= 0.2
+
+
+async def test_callback_inbox_records_what_it_is_sent(mock: Mock) -> None:
+    callback = {"task_id": "TASK-1", "status": "succeeded", "status_code": 200, "body": {}}
+    assert (await mock.client.post("/_mock/callbacks", json=callback)).status_code == 200
+    assert (await mock.client.post("/_mock/callbacks", content=b"{")).status_code == 400
+    assert (await mock.client.get("/_mock/callbacks")).json() == [callback]
+    assert mock.app.state.mock_callbacks == [callback]

@@ -66,7 +66,7 @@ class WorkerRuntime:
             concurrency=slots,
             reserved_online=min(settings.online_reserved_slots, slots - 1),
             queues=queues,
-            refresh_interval=settings.queue_refresh_interval,
+            refresh_interval=settings.registry_refresh_interval,
         )
         self._tasks: list[asyncio.Task[None]] = []
 

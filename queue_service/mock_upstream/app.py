@@ -17,6 +17,7 @@ from .anthropic import AnthropicDialect
 from .config import MockConfig
 from .controls import MockControls, parse_controls
 from .dialect import Dialect
+from .inbox import CallbackInbox
 from .openai import OpenAIDialect
 from .recording import MockState, RecordedRequest
 from .reply import build_reply
@@ -134,9 +135,11 @@ def create_mock_app(config: MockConfig | None = None) -> Starlette:
     `app.state.mock_requests` lists every API request received, `app.state.mock_disconnects`
     the response ids whose client went away before the response was fully sent, and
     `app.state.mock_fail_counts` the `fail_times` counters; `DELETE /_mock/requests` clears all.
+    `/_mock/callbacks` is a callback inbox (`app.state.mock_callbacks`).
     """
     state = MockState()
     upstream = _MockUpstream(config or MockConfig(), state)
+    inbox = CallbackInbox()
     app = Starlette(
         routes=[
             Route("/v1/chat/completions", upstream.endpoint(OpenAIDialect()), methods=["POST"]),
@@ -144,9 +147,11 @@ def create_mock_app(config: MockConfig | None = None) -> Starlette:
             Route("/_mock/requests", upstream.recorded, methods=["GET", "DELETE"]),
             Route("/_mock/disconnects", upstream.disconnects, methods=["GET"]),
             Route("/healthz", _healthz, methods=["GET"]),
+            inbox.route(),
         ]
     )
     app.state.mock_requests = state.requests
     app.state.mock_disconnects = state.disconnects
     app.state.mock_fail_counts = state.fail_counts
+    app.state.mock_callbacks = inbox.received
     return app
