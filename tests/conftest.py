@@ -106,6 +106,8 @@ async def running_worker(
     try:
         yield worker
     finally:
+        worker.allow_pick_jobs = False  # let arq jobs under way (callback retries) end first
+        await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
         await worker.close()
         with contextlib.suppress(asyncio.CancelledError):
             await task
