@@ -19,6 +19,7 @@ from workers.adapters import ADAPTERS
 from .auth import Authenticator
 from .broker import Broker
 from .errors import QueueServiceError
+from .hub import PubSubHub
 from .ids import TaskIdFactory
 from .keys import Keys
 from .models import PutContext
@@ -62,12 +63,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
         auth = Authenticator(settings.api_key_tenants)
         if not auth.enabled:
             log.warning("QUEUE_API_KEYS is not set: the API accepts requests without a key")
+        hub = PubSubHub(redis, keys.hub_channel)
         try:
             instance = await _instance_number(settings, redis, keys)
+            await hub.start()
             app.state.queue = AppState(
                 settings=settings,
                 redis=redis,
                 broker=Broker(redis, keys, settings.result_retention),
+                hub=hub,
                 ids=TaskIdFactory(instance),
                 auth=auth,
                 put_context=PutContext(
@@ -77,6 +81,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             log.info("api instance %04d ready, redis %s", instance, settings.redis_url)
             yield
         finally:
+            await hub.stop()
             await redis.aclose()
 
     return Starlette(

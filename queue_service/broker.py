@@ -11,11 +11,14 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from .events import encode_done
 from .ids import TaskId
 from .keys import CONSUMER_GROUP, Keys
 from .models import TERMINAL_STATUSES, PutRequest, Status
 from .scripts import Fields, Scripts
 from .task import Outcome, TaskRecord
+
+CANCELLED_STATUS_CODE = 499  # nginx's "client closed request"
 
 
 def now_ms() -> int:
@@ -123,24 +126,27 @@ class Broker:
         record = await self.load(queue, text_id)
         return record if record is not None and record.tenant == tenant else None
 
-    async def cancel(self, text_id: str, tenant: str) -> CancelResult | None:
+    async def cancel(
+        self, text_id: str, tenant: str, reason: str = "cancelled by request"
+    ) -> CancelResult | None:
         """Cancel a task; None when it does not exist for this tenant."""
         record = await self.get(text_id, tenant)
         if record is None:
             return None
         if record.status in TERMINAL_STATUSES:
             return CancelResult(record.status, record)
-        result = orjson.dumps({"error": {"message": "cancelled by request", "type": "cancelled"}})
+        result = orjson.dumps({"error": {"message": reason, "type": "cancelled"}})
         previous = await self.scripts.cancel(
             self.keys.task(record.queue, text_id),
             self.keys.stream(record.queue, record.level),
             now_ms(),
             self.retention_ms,
             self.keys.task_channel(record.queue, text_id),
-            orjson.dumps({"type": "done", "status": Status.CANCELLED.value}),
+            encode_done(Status.CANCELLED, CANCELLED_STATUS_CODE, "application/json", result),
             self.keys.cancel_channel,
             text_id,
             result,
+            CANCELLED_STATUS_CODE,
         )
         if previous is None:
             return None
@@ -168,10 +174,24 @@ class Broker:
         raw = await self.scripts.start(self.keys.task(queue, text_id), now_ms(), worker)
         return TaskRecord.from_hash(raw) if raw else None
 
+    async def publish(self, queue: str, text_id: str, event: bytes) -> None:
+        """Send an event (`events.encode_*`) to whoever waits on the task."""
+        await self.redis.publish(self.keys.task_channel(queue, text_id), event)
+
     async def finish(
-        self, queue: str, level: int, text_id: str, entry: str, outcome: Outcome
+        self,
+        queue: str,
+        level: int,
+        text_id: str,
+        entry: str,
+        outcome: Outcome,
+        *,
+        announce_body: bool = False,
     ) -> bool:
-        """Store the outcome (first one wins) and ack the entry; True if this one won."""
+        """Store the outcome (first one wins) and ack the entry; True if this one won.
+
+        The completion event carries the body when `announce_body` (a blocking waiter needs it).
+        """
         fields: Fields = {
             "status": outcome.status.value,
             "status_code": outcome.status_code,
@@ -179,7 +199,8 @@ class Broker:
             "result": outcome.body,
             "finished_at": now_ms(),
         }
-        event = orjson.dumps({"type": "done", "status": outcome.status.value})
+        body = outcome.body if announce_body else b""
+        event = encode_done(outcome.status, outcome.status_code, outcome.content_type, body)
         return await self.scripts.finish(
             self.keys.task(queue, text_id),
             self.keys.stream(queue, level),

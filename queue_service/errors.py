@@ -58,9 +58,5 @@ class UnsupportedMediaType(QueueServiceError):
     status_code = 415
 
 
-class NotImplementedMode(QueueServiceError):
-    status_code = 501
-
-
 class ServiceUnavailable(QueueServiceError):
     status_code = 503

@@ -41,6 +41,11 @@ class Keys:
         return f"{self.prefix}:cancel"
 
     @property
+    def hub_channel(self) -> str:
+        """The channel an API's pub/sub hub always listens on (keeps its reader blocking)."""
+        return f"{self.prefix}:hub"
+
+    @property
     def new_queue_channel(self) -> str:
         """Pub/sub channel on which newly registered queue names are announced to workers."""
         return f"{self.prefix}:new-queue"

@@ -6,8 +6,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from . import waiting
 from .body import parse_model, read_json_bytes
-from .errors import Conflict, NotImplementedMode, TaskNotFound
+from .errors import Conflict, TaskNotFound
 from .models import TERMINAL_STATUSES, PutRequest, ResponseMode
 from .responses import ok
 from .state import AppState
@@ -23,13 +24,13 @@ async def put(request: Request) -> Response:
     tenant = state.auth.tenant(request)
     body = await read_json_bytes(request, state.settings.max_body_bytes)
     job = parse_model(PutRequest, body, state.put_context)
-    if job.response_mode is not ResponseMode.CALLBACK:
-        raise NotImplementedMode(
-            f"response_mode {job.response_mode.value} is not available yet; use callback"
-        )
     timeout = job.timeout or state.default_timeout(job.response_mode)
     queue_id = await state.broker.queue_id(job.queue)
     task_id = state.ids.make(queue_id, job.level, job.response_mode)
+    if job.response_mode is ResponseMode.BLOCKING:
+        return await waiting.blocking(state, request, job, task_id, tenant, timeout)
+    if job.response_mode is ResponseMode.STREAMING:
+        return await waiting.streaming(state, request, job, task_id, tenant, timeout)
     await state.broker.put(task_id, job, tenant, timeout)
     return ok(str(task_id))
 

@@ -85,8 +85,18 @@ class Scripts:
         cancel_channel: str,
         task_id: str,
         result: bytes,
+        status_code: int,
     ) -> str | None:
         """Cancel an unfinished task; returns the status it had (None: no such task)."""
-        args: list[Any] = [now_ms, retention_ms, channel, event, cancel_channel, task_id, result]
+        args: list[Any] = [
+            now_ms,
+            retention_ms,
+            channel,
+            event,
+            cancel_channel,
+            task_id,
+            result,
+            status_code,
+        ]
         status: bytes | None = await self._cancel(keys=[task_key, stream_key], args=args)
         return status.decode() if status else None

@@ -8,6 +8,7 @@ from redis.asyncio import Redis
 
 from .auth import Authenticator
 from .broker import Broker
+from .hub import PubSubHub
 from .ids import TaskIdFactory
 from .models import PutContext, ResponseMode
 from .settings import Settings
@@ -18,6 +19,7 @@ class AppState:
     settings: Settings
     redis: Redis
     broker: Broker
+    hub: PubSubHub
     ids: TaskIdFactory
     auth: Authenticator
     put_context: PutContext

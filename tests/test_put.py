@@ -167,15 +167,6 @@ async def test_oversize_body_gets_413(settings: Settings) -> None:
         assert response.status_code == 413
 
 
-async def test_blocking_and_streaming_answer_501_until_available(api: httpx.AsyncClient) -> None:
-    for mode in ("blocking", "streaming"):
-        response = await api.post(
-            "/v1/queue/put", json=job(level=0, response_mode=mode, callback_url=None)
-        )
-        assert response.status_code == 501
-        assert "use callback" in response.json()["message"]
-
-
 async def test_unknown_routes_and_methods_use_the_envelope(api: httpx.AsyncClient) -> None:
     response = await api.get("/v1/queue/put")
     assert response.status_code in (404, 405)

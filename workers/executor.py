@@ -11,14 +11,20 @@ import httpx
 import orjson
 
 from queue_service.broker import Broker
+from queue_service.events import encode_chunk, encode_head
 from queue_service.models import TERMINAL_STATUSES, ResponseMode, Status
 from queue_service.task import Outcome, TaskRecord
 
-from .adapters import ADAPTERS, Upstream
+from .adapters import ADAPTERS, Adapter, Upstream
 from .callbacks import CallbackSender
 from .consumer import Entry
+from .sse import sse_events
 
 log = logging.getLogger("workers.executor")
+
+WAITER_DEADLINE_GRACE = 2.0
+"""A blocking or streaming job's deadline belongs to its waiting client, which cancels the job
+when it passes; the worker's own cut comes this much later, as a backstop."""
 
 
 class JobExecutor:
@@ -66,21 +72,61 @@ class JobExecutor:
             message = f"no adapter serves {record.endpoint}"
             return Outcome.error(Status.FAILED, 400, message, "invalid_request")
         data: dict[str, Any] = orjson.loads(record.data)
+        relay = record.mode is ResponseMode.STREAMING
+        if relay:
+            data["stream"] = True
         remaining = record.deadline / 1000 - time.time()
+        if record.mode is not ResponseMode.CALLBACK:
+            remaining += WAITER_DEADLINE_GRACE
         try:
             async with asyncio.timeout(remaining):
+                if data.get("stream") is True:
+                    return await self._stream(record, adapter, data, relay)
                 reply = await adapter.call(self.http, self.upstream, data)
         except TimeoutError:
             return Outcome.error(Status.TIMEOUT, 408, "job timed out", "timeout")
         except httpx.HTTPError as exc:
             message = f"upstream request failed: {type(exc).__name__}: {exc}"
             return Outcome.error(Status.FAILED, 502, message, "upstream_error")
-        status = Status.SUCCEEDED if 200 <= reply.status_code < 300 else Status.FAILED
-        return Outcome(status, reply.status_code, reply.body, reply.content_type)
+        return Outcome(
+            _status_of(reply.status_code), reply.status_code, reply.body, reply.content_type
+        )
+
+    async def _stream(
+        self, record: TaskRecord, adapter: Adapter, data: dict[str, Any], relay: bool
+    ) -> Outcome:
+        """Read a streamed answer; relay each event when the client streams; assemble it."""
+        async with adapter.stream(self.http, self.upstream, data) as response:
+            content_type = response.headers.get("content-type", "application/json")
+            if response.status_code >= 400 or not content_type.startswith("text/event-stream"):
+                body = await response.aread()
+                return Outcome(
+                    _status_of(response.status_code), response.status_code, body, content_type
+                )
+            if relay:
+                head = encode_head(response.status_code, content_type)
+                await self.broker.publish(record.queue, record.task_id, head)
+            assembler = adapter.assembler()
+            async for event in sse_events(response.aiter_bytes()):
+                if relay:
+                    await self.broker.publish(record.queue, record.task_id, encode_chunk(event.raw))
+                assembler.feed(event)
+        error = assembler.error()
+        if error is not None:
+            message = error.get("message") if isinstance(error, dict) else str(error)
+            return Outcome.error(
+                Status.FAILED, 502, f"upstream stream error: {message}", "upstream_error"
+            )
+        return Outcome(Status.SUCCEEDED, response.status_code, assembler.result())
 
     async def _finish(self, entry: Entry, record: TaskRecord, outcome: Outcome) -> None:
         won = await self.broker.finish(
-            entry.queue, entry.level, entry.task_id, entry.entry_id, outcome
+            entry.queue,
+            entry.level,
+            entry.task_id,
+            entry.entry_id,
+            outcome,
+            announce_body=record.mode is not ResponseMode.CALLBACK,
         )
         elapsed = (time.time() * 1000 - record.created_at) / 1000
         log.info(
@@ -92,3 +138,7 @@ class JobExecutor:
         )
         if won and record.mode is ResponseMode.CALLBACK:
             await self.callbacks.deliver(record, outcome, attempt=1)
+
+
+def _status_of(status_code: int) -> Status:
+    return Status.SUCCEEDED if 200 <= status_code < 300 else Status.FAILED

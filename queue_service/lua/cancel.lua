@@ -3,7 +3,7 @@
 -- Returns the status the task had, or false when it does not exist.
 -- KEYS[1] task record, KEYS[2] level stream
 -- ARGV[1] now (ms), ARGV[2] retention (ms), ARGV[3] event channel, ARGV[4] event payload,
--- ARGV[5] cancel channel, ARGV[6] task id, ARGV[7] result body
+-- ARGV[5] cancel channel, ARGV[6] task id, ARGV[7] result body, ARGV[8] its status code
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then
   return false
@@ -12,7 +12,7 @@ if status ~= 'queued' and status ~= 'running' then
   return status
 end
 redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', ARGV[1],
-  'status_code', '499', 'content_type', 'application/json', 'result', ARGV[7])
+  'status_code', ARGV[8], 'content_type', 'application/json', 'result', ARGV[7])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 if status == 'queued' then
   redis.call('XDEL', KEYS[2], redis.call('HGET', KEYS[1], 'entry'))

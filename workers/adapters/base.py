@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
+
+from ..sse import SSEEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +31,18 @@ class UpstreamReply:
     content_type: str
 
 
+class StreamAssembler(Protocol):
+    """Builds, from a stream's events, the one response the non-stream API would give."""
+
+    def feed(self, event: SSEEvent) -> None: ...
+
+    def error(self) -> Any | None:
+        """The in-band error the stream carried, if any."""
+        ...
+
+    def result(self) -> bytes: ...
+
+
 class Adapter(Protocol):
     endpoint: str
 
@@ -36,3 +51,11 @@ class Adapter(Protocol):
     ) -> UpstreamReply:
         """Send one job's `data` to the upstream and return its complete answer."""
         ...
+
+    def stream(
+        self, client: httpx.AsyncClient, upstream: Upstream, data: dict[str, Any]
+    ) -> AbstractAsyncContextManager[httpx.Response]:
+        """Open a streamed request (`data` asks for a stream); the body is read by the caller."""
+        ...
+
+    def assembler(self) -> StreamAssembler: ...
