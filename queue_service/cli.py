@@ -30,11 +30,12 @@ def _api(args: argparse.Namespace) -> None:
 def _worker(args: argparse.Namespace) -> None:
     from arq.worker import run_worker
 
-    from workers.entry import use_uvloop, worker_settings
+    from workers.entry import check_configuration, use_uvloop, worker_settings
 
     overrides = {"concurrency": args.concurrency} if args.concurrency else {}
     settings = Settings(**overrides)
     configure_logging(settings)
+    check_configuration(settings)
     queues = (
         frozenset(q.strip() for q in args.queues.split(",") if q.strip()) if args.queues else None
     )

@@ -59,6 +59,24 @@ class Keys:
     def arq_health_check(self) -> str:
         return f"{self.prefix}:arq:health-check"
 
+    # -- concurrency limits (workers/limiter.py) ---------------------------------------
+    def limit_leases(self, limit: str) -> str:
+        """Sorted set: lease id -> expiry (ms). A dead worker's leases simply expire."""
+        return f"{self.prefix}:{{limit:{limit}}}:leases"
+
+    def limit_waiters(self, limit: str) -> str:
+        """Sorted set: lease id -> priority (level, then age): who gets the next free slot."""
+        return f"{self.prefix}:{{limit:{limit}}}:waiters"
+
+    def limit_waiter_expiry(self, limit: str) -> str:
+        """Sorted set: lease id -> when its waiter counts as gone (ms)."""
+        return f"{self.prefix}:{{limit:{limit}}}:waiter-expiry"
+
+    @property
+    def limit_released_channel(self) -> str:
+        """Pub/sub channel announcing freed slots (payload: the limit's name)."""
+        return f"{self.prefix}:limit-released"
+
     # -- per queue ----------------------------------------------------------------
     def stream(self, queue: str, level: int) -> str:
         return f"{self.prefix}:{{{queue}}}:{level}"

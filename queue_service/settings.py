@@ -22,6 +22,11 @@ class Settings(BaseSettings):
     upstream_url: str = "http://127.0.0.1:7860"
     upstream_api_key: str | None = None
     upstream_timeout: float = Field(default=600.0, gt=0)
+    upstreams_file: str | None = None
+    upstream_max_retries: int = Field(default=3, ge=0)
+    upstream_retry_backoff: float = Field(default=0.5, gt=0)
+    upstream_retry_backoff_max: float = Field(default=30.0, gt=0)
+    limit_lease_ttl: float = Field(default=30.0, gt=0)
 
     api_keys: str | None = None
     instance: int | None = Field(default=None, ge=0, le=9999)

@@ -81,6 +81,7 @@ def settings(redis_url: str, prefix: str, mock_upstream: tuple[str, Any]) -> Set
         upstream_url=mock_upstream[0],
         registry_refresh_interval=0.2,
         callback_backoff=0.05,
+        upstream_retry_backoff=0.05,
         shutdown_grace=2.0,
     )
 

@@ -21,7 +21,13 @@ from starlette.types import ASGIApp
 async def serve(app: ASGIApp, *, lifespan: str = "on") -> AsyncIterator[str]:
     """Run `app` under uvicorn on 127.0.0.1 (a free port) in this event loop; yields its URL."""
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, lifespan=lifespan, log_config=None, access_log=False
+        app,
+        host="127.0.0.1",
+        port=0,
+        lifespan=lifespan,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=2,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

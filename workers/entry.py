@@ -15,7 +15,9 @@ from arq.worker import func
 from queue_service.keys import Keys
 from queue_service.settings import Settings
 
+from .adapters import Upstream
 from .callbacks import DELIVER_CALLBACK, deliver_callback
+from .routing import RoutingError, RoutingTable
 from .runtime import WorkerRuntime
 
 
@@ -29,6 +31,14 @@ async def on_shutdown(ctx: dict[str, Any]) -> None:
     runtime: WorkerRuntime | None = ctx.get("runtime")
     if runtime is not None:
         await runtime.stop(runtime.settings.shutdown_grace)
+
+
+def check_configuration(settings: Settings) -> None:
+    """Fail before starting when the routing file is wrong (SystemExit with the reason)."""
+    try:
+        RoutingTable.load(settings.upstreams_file, Upstream(settings.upstream_url))
+    except RoutingError as exc:
+        raise SystemExit(f"queue-service worker: {exc}") from None
 
 
 def worker_settings(settings: Settings, queues: frozenset[str] | None = None) -> dict[str, Any]:

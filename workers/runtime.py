@@ -21,6 +21,9 @@ from .adapters import Upstream
 from .callbacks import CallbackSender
 from .consumer import StreamConsumer
 from .executor import JobExecutor
+from .limiter import Limiter
+from .routing import RoutingTable
+from .upstream_call import RetryPolicy, UpstreamCaller
 
 log = logging.getLogger("workers.runtime")
 
@@ -51,10 +54,20 @@ class WorkerRuntime:
             backoff=settings.callback_backoff,
             backoff_max=settings.callback_backoff_max,
         )
+        self.routing = RoutingTable.load(
+            settings.upstreams_file, Upstream(settings.upstream_url, settings.upstream_api_key)
+        )
+        self.limiter = Limiter(self.redis, keys, settings.limit_lease_ttl)
+        policy = RetryPolicy(
+            settings.upstream_max_retries,
+            settings.upstream_retry_backoff,
+            settings.upstream_retry_backoff_max,
+        )
         self.executor = JobExecutor(
             self.broker,
-            self.upstream_http,
-            Upstream(settings.upstream_url, settings.upstream_api_key),
+            UpstreamCaller(self.upstream_http, self.broker, policy),
+            self.routing,
+            self.limiter,
             self.callbacks,
             self.name,
         )
@@ -95,18 +108,22 @@ class WorkerRuntime:
         await self.redis.aclose()
 
     async def _listen(self) -> None:
-        """Follow announcements: cancelled tasks (stop them here) and new queues."""
-        cancel, new_queue = self.keys.cancel_channel, self.keys.new_queue_channel
+        """Follow announcements: cancelled tasks (stop them here), new queues, freed slots."""
+        keys = self.keys
+        cancel, new_queue = keys.cancel_channel, keys.new_queue_channel
         while True:
             try:
                 async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(cancel, new_queue)
+                    await pubsub.subscribe(cancel, new_queue, keys.limit_released_channel)
                     self.consumer.queue_added()  # whatever was missed while unsubscribed
                     async for message in pubsub.listen():
-                        if message["channel"].decode() == cancel:
-                            self._cancel_local(message["data"].decode())
-                        else:
+                        channel, data = message["channel"].decode(), message["data"].decode()
+                        if channel == cancel:
+                            self._cancel_local(data)
+                        elif channel == new_queue:
                             self.consumer.queue_added()
+                        else:
+                            self.limiter.released(data)
             except asyncio.CancelledError:
                 raise
             except Exception:

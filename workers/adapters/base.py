@@ -29,6 +29,8 @@ class UpstreamReply:
     status_code: int
     body: bytes
     content_type: str
+    retry_after: float | None = None
+    """Seconds the upstream asked to wait before trying again (its `Retry-After`)."""
 
 
 class StreamAssembler(Protocol):

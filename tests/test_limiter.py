@@ -1,0 +1,239 @@
+"""Concurrency limits shared by every worker: the cap holds, priority, dead workers' slots."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from queue_service.keys import Keys
+from tests.servers import CallbackReceiver, serve
+from workers.limiter import Limiter
+from workers.routing import Limit
+
+
+class CountingUpstream:
+    """An OpenAI-style upstream that counts requests in flight; `hold` delays each answer."""
+
+    def __init__(self, hold: float) -> None:
+        self.hold = hold
+        self.in_flight = 0
+        self.most = 0
+        self.served = 0
+        self.release = asyncio.Event()
+
+    def app(self) -> Starlette:
+        async def chat(request: Request) -> Response:
+            self.in_flight += 1
+            self.most = max(self.most, self.in_flight)
+            try:
+                body = orjson.loads(await request.body())
+                if body.get("hang"):
+                    await self.release.wait()
+                await asyncio.sleep(self.hold)
+            finally:
+                self.in_flight -= 1
+            self.served += 1
+            reply = {"object": "chat.completion", "choices": [{"message": {"content": "ok"}}]}
+            return Response(orjson.dumps(reply), media_type="application/json")
+
+        return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+
+
+@pytest.fixture
+async def limiter(redis: Redis, prefix: str) -> Limiter:
+    return Limiter(redis, Keys(prefix), lease_ttl=1.0)
+
+
+async def test_a_limit_never_admits_more_than_its_size(limiter: Limiter) -> None:
+    limit = Limit("cap", 2)
+    inside = most = 0
+
+    async def job(n: int) -> None:
+        nonlocal inside, most
+        async with limiter.hold((limit,), f"lease-{n}", level=1, created_ms=n):
+            inside += 1
+            most = max(most, inside)
+            await asyncio.sleep(0.02)
+            inside -= 1
+
+    await asyncio.gather(*(job(n) for n in range(12)))
+    assert most == 2
+
+
+async def test_online_waiters_get_the_next_slot_before_older_offline_ones(
+    limiter: Limiter,
+) -> None:
+    limit = Limit("prio", 1)
+    order: list[str] = []
+    holding = asyncio.Event()
+    let_go = asyncio.Event()
+
+    async def holder() -> None:
+        async with limiter.hold((limit,), "first", level=1, created_ms=0):
+            holding.set()
+            await let_go.wait()
+
+    async def waiter(name: str, level: int, created_ms: int) -> None:
+        async with limiter.hold((limit,), name, level=level, created_ms=created_ms):
+            order.append(name)
+
+    first = asyncio.create_task(holder())
+    await holding.wait()
+    offline = asyncio.create_task(waiter("offline", 1, 1))
+    await asyncio.sleep(0.1)  # the offline waiter has queued up in Redis
+    online = asyncio.create_task(waiter("online", 0, 2))
+    await asyncio.sleep(0.1)
+    let_go.set()
+    await asyncio.gather(first, offline, online)
+    assert order == ["online", "offline"]
+
+
+async def test_a_lease_nobody_renews_expires(limiter: Limiter, redis: Redis, prefix: str) -> None:
+    limit = Limit("dead", 1)
+    keys = Keys(prefix)
+    # A worker that took the slot and died: its lease is there, nobody renews it.
+    await redis.zadd(keys.limit_leases(limit.name), {"dead-worker:task": time.time() * 1000 + 1000})
+    started = time.monotonic()
+    async with limiter.hold((limit,), "alive", level=0, created_ms=0):
+        waited = time.monotonic() - started
+    assert 0.8 <= waited < 2.5
+
+
+def routes_file(tmp_path: Path, upstream_url: str, size: int) -> str:
+    path = tmp_path / "upstreams.toml"
+    path.write_text(
+        f'[[upstream]]\nname = "small"\nendpoint = "/v1/chat/completions"\n'
+        f'base_url = "{upstream_url}"\nmax_concurrency = {size}\n'
+    )
+    return str(path)
+
+
+@pytest.fixture
+def workers() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in started:
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def start_workers(count: int, env: dict[str, str], into: list[subprocess.Popen[bytes]]) -> None:
+    command = [str(Path(sys.executable).parent / "queue-service"), "worker"]
+    for _ in range(count):
+        into.append(subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL))
+
+
+async def wait_for_workers(redis: Redis, prefix: str) -> None:
+    async with asyncio.timeout(30):
+        while not await redis.exists(Keys(prefix).arq_health_check):
+            await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)  # every process subscribed
+
+
+def job(text: str, callback_url: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "queue": "limited",
+        "endpoint": "/v1/chat/completions",
+        "level": 1,
+        "data": {"model": "m", "messages": [{"role": "user", "content": text}], **extra},
+        "callback_url": callback_url,
+    }
+
+
+@pytest.fixture
+async def counting() -> AsyncIterator[tuple[str, CountingUpstream]]:
+    upstream = CountingUpstream(hold=0.05)
+    async with serve(upstream.app()) as url:
+        yield url, upstream
+        upstream.release.set()
+
+
+async def test_three_workers_never_exceed_the_upstream_limit(
+    api: httpx.AsyncClient,
+    redis: Redis,
+    redis_url: str,
+    prefix: str,
+    tmp_path: Path,
+    receiver: tuple[str, CallbackReceiver],
+    counting: tuple[str, CountingUpstream],
+    workers: list[subprocess.Popen[bytes]],
+) -> None:
+    url, inbox = receiver
+    upstream_url, upstream = counting
+    env = {
+        **os.environ,
+        "QUEUE_REDIS_URL": redis_url,
+        "QUEUE_KEY_PREFIX": prefix,
+        "QUEUE_UPSTREAMS_FILE": routes_file(tmp_path, upstream_url, 4),
+        "QUEUE_CONCURRENCY": "16",
+    }
+    start_workers(3, env, workers)
+    await wait_for_workers(redis, prefix)
+    for n in range(100):
+        assert (await api.post("/v1/queue/put", json=job(f"j{n}", url))).status_code == 200
+    await inbox.wait_for(100, timeout=60)
+    assert upstream.served == 100
+    assert upstream.most == 4
+    assert {c["status"] for c in inbox.received} == {"succeeded"}
+
+
+async def test_a_killed_worker_gives_its_slots_back_within_the_lease_ttl(
+    api: httpx.AsyncClient,
+    redis: Redis,
+    redis_url: str,
+    prefix: str,
+    tmp_path: Path,
+    receiver: tuple[str, CallbackReceiver],
+    counting: tuple[str, CountingUpstream],
+    workers: list[subprocess.Popen[bytes]],
+) -> None:
+    url, inbox = receiver
+    upstream_url, upstream = counting
+    env = {
+        **os.environ,
+        "QUEUE_REDIS_URL": redis_url,
+        "QUEUE_KEY_PREFIX": prefix,
+        "QUEUE_UPSTREAMS_FILE": routes_file(tmp_path, upstream_url, 2),
+        "QUEUE_LIMIT_LEASE_TTL": "2",
+    }
+    full = {**env, "QUEUE_CONCURRENCY": "2", "QUEUE_ONLINE_RESERVED_SLOTS": "0"}
+    start_workers(1, full, workers)  # its two job slots will be full: later jobs go elsewhere
+    await wait_for_workers(redis, prefix)
+    for n in range(2):  # both limiter slots taken by jobs that hang
+        await api.post("/v1/queue/put", json=job(f"hang{n}", url, hang=True))
+    async with asyncio.timeout(10):
+        while upstream.in_flight < 2:
+            await asyncio.sleep(0.02)
+    start_workers(1, env, workers)  # a second worker, ready before the first dies
+    await asyncio.sleep(4)
+    await api.post("/v1/queue/put", json=job("after", url))
+    await asyncio.sleep(0.5)
+    assert upstream.served == 0  # the limit is full: "after" waits for a slot
+    workers[0].send_signal(signal.SIGKILL)
+    workers[0].wait(10)
+    killed = time.monotonic()
+    (callback,) = await inbox.wait_for(1, timeout=30)
+    recovered = time.monotonic() - killed
+    assert callback["status"] == "succeeded"
+    assert recovered < 2 + 1.5  # bounded by the lease TTL (2 s here)

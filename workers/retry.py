@@ -1,0 +1,35 @@
+"""When and how long to wait before trying an upstream again."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+
+def retryable_status(status_code: int) -> bool:
+    """429 and 5xx are worth another try; other 4xx are the request's own fault."""
+    return status_code == 429 or status_code >= 500
+
+
+def backoff(attempt: int, base: float, cap: float) -> float:
+    """Exponential backoff with jitter before retry number `attempt` (1, 2, ...)."""
+    ceiling = min(base * 2 ** (attempt - 1), cap)
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a `Retry-After` header (delta-seconds or an HTTP date); None if absent/bad."""
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)

@@ -1,0 +1,141 @@
+"""Calling an upstream for one job: attempts, retries with backoff, streamed relays."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from queue_service.broker import Broker
+from queue_service.events import encode_chunk, encode_head
+from queue_service.models import Status
+from queue_service.task import Outcome, TaskRecord
+
+from .adapters import Adapter
+from .retry import backoff, parse_retry_after, retryable_status
+from .routing import Route
+from .sse import sse_events
+
+log = logging.getLogger("workers.upstream_call")
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    outcome: Outcome
+    retryable: bool
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_retries: int
+    base: float
+    cap: float
+
+
+class UpstreamCaller:
+    def __init__(self, http: httpx.AsyncClient, broker: Broker, policy: RetryPolicy) -> None:
+        self.http = http
+        self.broker = broker
+        self.policy = policy
+
+    async def call(
+        self, record: TaskRecord, adapter: Adapter, route: Route, data: dict[str, Any], relay: bool
+    ) -> Outcome:
+        """The job's outcome after up to `max_retries` retries, never past its deadline.
+
+        A streamed job is not retried once an event has been relayed to its client.
+        """
+        retries = 0
+        while True:
+            attempt = await self._attempt(record, adapter, route, data, relay)
+            if not attempt.retryable or retries >= self.policy.max_retries:
+                return attempt.outcome
+            retries += 1
+            delay = attempt.retry_after
+            if delay is None:
+                delay = backoff(retries, self.policy.base, self.policy.cap)
+            if time.time() + delay >= record.deadline / 1000:
+                return attempt.outcome
+            log.info(
+                "task %s: upstream answered %d; retry %d in %.2fs",
+                record.task_id,
+                attempt.outcome.status_code,
+                retries,
+                delay,
+            )
+            await asyncio.sleep(delay)
+
+    async def _attempt(
+        self, record: TaskRecord, adapter: Adapter, route: Route, data: dict[str, Any], relay: bool
+    ) -> Attempt:
+        progress = _Progress()
+        try:
+            async with asyncio.timeout(route.timeout) as limit:
+                if data.get("stream") is True:
+                    return await self._stream(record, adapter, route, data, relay, progress)
+                reply = await adapter.call(self.http, route.upstream, data)
+        except TimeoutError:
+            if not limit.expired():
+                raise  # the job's own deadline: not ours to handle
+            message = f"upstream did not answer within {route.timeout}s"
+            return Attempt(_failure(504, message), retryable=not progress.relayed)
+        except httpx.HTTPError as exc:
+            detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            return Attempt(
+                _failure(502, f"upstream request failed: {detail}"), not progress.relayed
+            )
+        code = reply.status_code
+        outcome = Outcome(_status_of(code), code, reply.body, reply.content_type)
+        return Attempt(outcome, retryable_status(code), reply.retry_after)
+
+    async def _stream(
+        self,
+        record: TaskRecord,
+        adapter: Adapter,
+        route: Route,
+        data: dict[str, Any],
+        relay: bool,
+        progress: _Progress,
+    ) -> Attempt:
+        """Read a streamed answer; relay each event when the client streams; assemble it."""
+        async with adapter.stream(self.http, route.upstream, data) as response:
+            code = response.status_code
+            content_type = response.headers.get("content-type", "application/json")
+            if code >= 400 or not content_type.startswith("text/event-stream"):
+                body = await response.aread()
+                retry_after = parse_retry_after(response.headers.get("retry-after"))
+                outcome = Outcome(_status_of(code), code, body, content_type)
+                return Attempt(outcome, retryable_status(code), retry_after)
+            if relay:
+                await self.broker.publish(
+                    record.queue, record.task_id, encode_head(code, content_type)
+                )
+            assembler = adapter.assembler()
+            async for event in sse_events(response.aiter_bytes()):
+                if relay:
+                    await self.broker.publish(record.queue, record.task_id, encode_chunk(event.raw))
+                    progress.relayed = True
+                assembler.feed(event)
+        error = assembler.error()
+        if error is not None:
+            message = error.get("message") if isinstance(error, dict) else str(error)
+            return Attempt(_failure(502, f"upstream stream error: {message}"), not progress.relayed)
+        return Attempt(Outcome(Status.SUCCEEDED, code, assembler.result()), retryable=False)
+
+
+@dataclass(slots=True)
+class _Progress:
+    relayed: bool = False
+
+
+def _status_of(status_code: int) -> Status:
+    return Status.SUCCEEDED if 200 <= status_code < 300 else Status.FAILED
+
+
+def _failure(status_code: int, message: str) -> Outcome:
+    return Outcome.error(Status.FAILED, status_code, message, "upstream_error")
