@@ -174,6 +174,16 @@ class Broker:
         raw = await self.scripts.start(self.keys.task(queue, text_id), now_ms(), worker)
         return TaskRecord.from_hash(raw) if raw else None
 
+    async def requeue(self, queue: str, level: int, text_id: str, entry: str) -> bool:
+        """Give an unfinished job back to the queue at once (see `lua/requeue.lua`)."""
+        return await self.scripts.requeue(
+            self.keys.task(queue, text_id),
+            self.keys.stream(queue, level),
+            entry,
+            CONSUMER_GROUP,
+            text_id,
+        )
+
     async def publish(self, queue: str, text_id: str, event: bytes) -> None:
         """Send an event (`events.encode_*`) to whoever waits on the task."""
         await self.redis.publish(self.keys.task_channel(queue, text_id), event)

@@ -31,6 +31,7 @@ class Scripts:
         self._cancel = redis.register_script(_load("cancel"))
         self._register_queue = redis.register_script(_load("register_queue"))
         self._update = redis.register_script(_load("update"))
+        self._requeue = redis.register_script(_load("requeue"))
 
     async def register_queue(
         self, ids_key: str, names_key: str, seq_key: str, name: str, channel: str
@@ -38,6 +39,12 @@ class Scripts:
         """The queue's id; a new queue is announced on `channel`."""
         keys = [ids_key, names_key, seq_key]
         return int(await self._register_queue(keys=keys, args=[name, channel]))
+
+    async def requeue(
+        self, task_key: str, stream_key: str, entry: str, group: str, task_id: str
+    ) -> bool:
+        """Put an unfinished task back on its stream as a new entry; False if it finished."""
+        return bool(await self._requeue(keys=[task_key, stream_key], args=[entry, group, task_id]))
 
     async def update(self, task_key: str, fields: Fields) -> bool:
         """Set fields on a task record if it still exists."""

@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     online_reserved_slots: int = Field(default=2, ge=0)
     registry_refresh_interval: float = Field(default=1.0, gt=0)
     shutdown_grace: float = Field(default=30.0, ge=0)
+    visibility_timeout: float = Field(default=30.0, gt=0)
+    max_deliveries: int = Field(default=5, ge=1)
 
     callback_request_timeout: float = Field(default=10.0, gt=0)
     callback_max_attempts: int = Field(default=12, ge=1)

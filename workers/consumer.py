@@ -23,6 +23,8 @@ from redis.asyncio import Redis
 from queue_service.broker import Broker
 from queue_service.keys import CONSUMER_GROUP
 
+from .recovery import PendingKeeper
+
 log = logging.getLogger("workers.consumer")
 
 ONLINE, OFFLINE = 0, 1
@@ -36,6 +38,8 @@ class Entry:
     level: int
     entry_id: str
     task_id: str
+    deliveries: int = 1
+    """How many times the entry was handed to a worker (more than once: a worker was lost)."""
 
 
 JobRunner = Callable[[Entry], Coroutine[Any, Any, None]]
@@ -53,6 +57,8 @@ class StreamConsumer:
         reserved_online: int,
         queues: frozenset[str] | None,
         refresh_interval: float,
+        keeper: PendingKeeper,
+        reclaim_interval: float,
     ) -> None:
         self.broker = broker
         self.name = name
@@ -63,10 +69,13 @@ class StreamConsumer:
         self._only_queues = queues
         self._refresh_interval = refresh_interval
         self._refreshed_at = 0.0
+        self._keeper = keeper
+        self._reclaim_interval = reclaim_interval
+        self._reclaimed_at = 0.0
         self._streams: dict[int, list[str]] = {ONLINE: [], OFFLINE: []}
         self._stream_owner: dict[bytes, tuple[str, int]] = {}
         self._running: dict[int, int] = {ONLINE: 0, OFFLINE: 0}
-        self._jobs: dict[str, asyncio.Task[None]] = {}
+        self._jobs: dict[str, tuple[Entry, asyncio.Task[None]]] = {}
         self._wake = asyncio.Event()
         """Set when a slot frees, a queue is added or the consumer stops."""
         self._blocked_online_only = False
@@ -80,7 +89,18 @@ class StreamConsumer:
         return self._running[ONLINE] + self._running[OFFLINE]
 
     def running_task(self, task_id: str) -> asyncio.Task[None] | None:
-        return self._jobs.get(task_id)
+        job = self._jobs.get(task_id)
+        return job[1] if job else None
+
+    async def keep_alive(self) -> None:
+        """Tell the group this worker still works on its entries (see recovery.py)."""
+        owned: dict[str, list[str]] = {}
+        for entry, _ in self._jobs.values():
+            owned.setdefault(self.broker.keys.stream(entry.queue, entry.level), []).append(
+                entry.entry_id
+            )
+        if owned:
+            await self._keeper.touch(owned)
 
     def queue_added(self) -> None:
         """A queue was registered: look at the registry now, not at the next interval."""
@@ -89,13 +109,14 @@ class StreamConsumer:
         self._interrupt_read()
 
     def stop(self) -> None:
-        """Take no more entries; jobs in flight go on."""
+        """Take no more entries (the loop ends soon after); jobs in flight go on."""
         self._stopping = True
         self._wake.set()
+        self._interrupt_read()
 
     async def drain(self, grace: float) -> None:
         """Wait up to `grace` seconds for jobs in flight, then cancel the rest."""
-        jobs = list(self._jobs.values())
+        jobs = [job for _, job in self._jobs.values()]
         if not jobs:
             return
         _, pending = await asyncio.wait(jobs, timeout=grace)
@@ -125,6 +146,8 @@ class StreamConsumer:
             return
         offline_free = min(free, self.offline_limit - self._running[OFFLINE])
         online, offline = self._streams[ONLINE], self._streams[OFFLINE]
+        if await self._reclaim(online, offline, free, offline_free):
+            return
         if await self._read(online, free, block_ms=None):
             return
         if offline_free > 0 and await self._read(offline, offline_free, block_ms=None):
@@ -138,6 +161,27 @@ class StreamConsumer:
             await self._read(streams, 1, block_ms=int(self._refresh_interval * 1000))
         finally:
             self._blocked_online_only = False
+
+    async def _reclaim(
+        self, online: list[str], offline: list[str], free: int, offline_free: int
+    ) -> bool:
+        """Take over entries of silent workers (online first), now and then."""
+        now = time.monotonic()
+        if now - self._reclaimed_at < self._reclaim_interval:
+            return False
+        self._reclaimed_at = now
+        got = False
+        for stream in online + (offline if offline_free > 0 else []):
+            queue, level = self._stream_owner[stream.encode()]
+            room = free if level == ONLINE else min(free, offline_free)
+            if room <= 0:
+                continue
+            for entry_id, task_id, deliveries in await self._keeper.reclaim(stream, room):
+                self._dispatch(Entry(queue, level, entry_id, task_id, deliveries))
+                free -= 1
+                offline_free -= level
+                got = True
+        return got
 
     async def _sleep(self, seconds: float | None) -> None:
         """Wait for a wake-up (or the timeout)."""
@@ -171,7 +215,7 @@ class StreamConsumer:
     def _dispatch(self, entry: Entry) -> None:
         self._running[entry.level] += 1
         job = asyncio.create_task(self._run_job(entry), name=f"job {entry.task_id}")
-        self._jobs[entry.task_id] = job
+        self._jobs[entry.task_id] = (entry, job)
         job.add_done_callback(lambda _: self._job_done(entry))
 
     def _job_done(self, entry: Entry) -> None:

@@ -7,6 +7,7 @@ import logging
 import time
 from typing import Any
 
+import anyio
 import orjson
 
 from queue_service.broker import Broker
@@ -36,8 +37,10 @@ class JobExecutor:
         limiter: Limiter,
         callbacks: CallbackSender,
         worker_name: str,
+        max_deliveries: int,
     ) -> None:
         self.broker = broker
+        self.max_deliveries = max_deliveries
         self.caller = caller
         self.routing = routing
         self.limiter = limiter
@@ -47,19 +50,46 @@ class JobExecutor:
 
     async def run(self, entry: Entry) -> None:
         """Run one stream entry to its end; acknowledge it only once its outcome is stored."""
+        if entry.deliveries > self.max_deliveries:
+            await self._give_up(entry)
+            return
         try:
             ran = await self._run(entry)
         except asyncio.CancelledError:
-            if entry.task_id not in self.cancelled:
-                raise  # shutting down: the entry stays pending for another worker
-            self.cancelled.discard(entry.task_id)
-            await self.broker.ack(entry.queue, entry.level, entry.entry_id)
-            log.info("task %s cancelled while running", entry.task_id)
-            return
+            with anyio.CancelScope(shield=True):
+                await self._cancelled(entry)
+            raise
         if ran is None:  # gone, finished or cancelled before it started
             await self.broker.ack(entry.queue, entry.level, entry.entry_id)
         else:
             await self._finish(entry, *ran)
+
+    async def _cancelled(self, entry: Entry) -> None:
+        """Stopped mid-job: by its client (ack it) or by shutdown (hand it back at once)."""
+        if entry.task_id in self.cancelled:
+            self.cancelled.discard(entry.task_id)
+            await self.broker.ack(entry.queue, entry.level, entry.entry_id)
+            log.info("task %s cancelled while running", entry.task_id)
+            return
+        record = await self.broker.load(entry.queue, entry.task_id)
+        if record is not None and record.mode is ResponseMode.STREAMING:
+            # Its client may have part of the answer already: a rerun would repeat it.
+            message = "the worker shut down in the middle of the stream"
+            outcome = Outcome.error(Status.FAILED, 503, message, "worker_shutdown")
+            await self._finish(entry, record, outcome)
+            return
+        if await self.broker.requeue(entry.queue, entry.level, entry.task_id, entry.entry_id):
+            log.info("task %s handed back to the queue (worker shutting down)", entry.task_id)
+
+    async def _give_up(self, entry: Entry) -> None:
+        """A job whose workers keep dying: end it instead of looping forever."""
+        record = await self.broker.load(entry.queue, entry.task_id)
+        if record is None or record.status in TERMINAL_STATUSES:
+            await self.broker.ack(entry.queue, entry.level, entry.entry_id)
+            return
+        lost = entry.deliveries - 1
+        outcome = Outcome.error(Status.FAILED, 500, f"worker lost {lost} times", "worker_lost")
+        await self._finish(entry, record, outcome)
 
     async def _run(self, entry: Entry) -> tuple[TaskRecord, Outcome] | None:
         if not self.routing.has_limits:

@@ -22,6 +22,7 @@ from .callbacks import CallbackSender
 from .consumer import StreamConsumer
 from .executor import JobExecutor
 from .limiter import Limiter
+from .recovery import PendingKeeper
 from .routing import RoutingTable
 from .upstream_call import RetryPolicy, UpstreamCaller
 
@@ -70,6 +71,7 @@ class WorkerRuntime:
             self.limiter,
             self.callbacks,
             self.name,
+            settings.max_deliveries,
         )
         self.consumer = StreamConsumer(
             self.broker,
@@ -80,6 +82,8 @@ class WorkerRuntime:
             reserved_online=min(settings.online_reserved_slots, slots - 1),
             queues=queues,
             refresh_interval=settings.registry_refresh_interval,
+            keeper=PendingKeeper(self.redis, self.name, settings.visibility_timeout),
+            reclaim_interval=settings.visibility_timeout / 2,
         )
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -87,6 +91,7 @@ class WorkerRuntime:
         self._tasks = [
             asyncio.create_task(self.consumer.run(), name="stream consumer"),
             asyncio.create_task(self._listen(), name="announcement listener"),
+            asyncio.create_task(self._keep_alive(), name="in-flight keep-alive"),
         ]
         log.info(
             "worker %s consuming with %d slots (%d reserved for online)",
@@ -98,6 +103,12 @@ class WorkerRuntime:
     async def stop(self, grace: float) -> None:
         """Stop taking jobs, give those in flight `grace` seconds, then close everything."""
         self.consumer.stop()
+        consuming = self._tasks[0]
+        try:
+            async with asyncio.timeout(5):  # its read is interrupted: it ends at once
+                await asyncio.shield(consuming)
+        except TimeoutError:
+            consuming.cancel()
         await self.consumer.drain(grace)
         for task in self._tasks:
             task.cancel()
@@ -106,6 +117,15 @@ class WorkerRuntime:
         await self.callback_http.aclose()
         await self.blocking_redis.aclose()
         await self.redis.aclose()
+
+    async def _keep_alive(self) -> None:
+        """Touch in-flight entries well within the visibility timeout (see recovery.py)."""
+        while True:
+            await asyncio.sleep(self.settings.visibility_timeout / 3)
+            try:
+                await self.consumer.keep_alive()
+            except Exception:
+                log.warning("could not touch in-flight entries", exc_info=True)
 
     async def _listen(self) -> None:
         """Follow announcements: cancelled tasks (stop them here), new queues, freed slots."""

@@ -1,0 +1,13 @@
+-- Hand a job back to the queue at once (a worker shutting down): a fresh stream entry for
+-- the task, the old one acknowledged and deleted. A finished task is only acknowledged.
+-- KEYS[1] task record, KEYS[2] level stream
+-- ARGV[1] old entry id, ARGV[2] consumer group, ARGV[3] task id
+redis.call('XACK', KEYS[2], ARGV[2], ARGV[1])
+redis.call('XDEL', KEYS[2], ARGV[1])
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'queued' and status ~= 'running' then
+  return false
+end
+local entry = redis.call('XADD', KEYS[2], '*', 'task', ARGV[3])
+redis.call('HSET', KEYS[1], 'status', 'queued', 'entry', entry)
+return entry

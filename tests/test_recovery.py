@@ -1,0 +1,168 @@
+"""No accepted job is lost: dead workers, long jobs, shutdowns, repeated deliveries."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from redis.asyncio import Redis
+
+from queue_service.broker import Broker
+from queue_service.keys import CONSUMER_GROUP, Keys
+from queue_service.models import Status
+from queue_service.settings import Settings
+from queue_service.task import Outcome
+from tests.servers import CallbackReceiver
+
+from .conftest import running_worker
+
+
+def job(text: str, callback_url: str, **mock: Any) -> dict[str, Any]:
+    return {
+        "queue": "recovery",
+        "endpoint": "/v1/chat/completions",
+        "level": 1,
+        "data": {"model": "m", "messages": [{"role": "user", "content": text}], "mock": mock},
+        "callback_url": callback_url,
+    }
+
+
+async def put(api: httpx.AsyncClient, body: dict[str, Any]) -> str:
+    response = await api.post("/v1/queue/put", json=body)
+    assert response.status_code == 200, response.text
+    task_id: str = response.json()["data"]
+    return task_id
+
+
+async def test_the_first_outcome_wins(redis: Redis, prefix: str, api: httpx.AsyncClient) -> None:
+    task_id = await put(api, job("x", "http://127.0.0.1:9/cb"))
+    broker = Broker(redis, Keys(prefix), 60)
+    record = await broker.load("recovery", task_id)
+    assert record is not None
+    first = Outcome(Status.SUCCEEDED, 200, b'{"first":true}')
+    second = Outcome(Status.FAILED, 500, b'{"second":true}')
+    assert await broker.finish("recovery", 1, task_id, record.entry, first)
+    assert not await broker.finish("recovery", 1, task_id, record.entry, second)
+    stored = await broker.load("recovery", task_id)
+    assert stored is not None
+    assert stored.outcome == first
+
+
+async def test_a_long_job_on_a_live_worker_is_not_taken_over(
+    api: httpx.AsyncClient,
+    settings: Settings,
+    receiver: tuple[str, CallbackReceiver],
+    mock_upstream: tuple[str, Any],
+) -> None:
+    url, inbox = receiver
+    quick = settings.model_copy(update={"visibility_timeout": 0.6})
+    async with running_worker(quick), running_worker(quick):
+        await put(api, job("long", url, ttft=2.5))
+        (callback,) = await inbox.wait_for(1, timeout=10)
+        await asyncio.sleep(0.5)
+    assert callback["status"] == "succeeded"
+    assert len(mock_upstream[1].state.mock_requests) == 1
+    assert len(inbox.received) == 1
+
+
+async def test_a_job_delivered_too_often_fails_instead_of_looping(
+    api: httpx.AsyncClient,
+    redis: Redis,
+    prefix: str,
+    settings: Settings,
+    receiver: tuple[str, CallbackReceiver],
+    mock_upstream: tuple[str, Any],
+) -> None:
+    url, inbox = receiver
+    task_id = await put(api, job("doomed", url))
+    stream = Keys(prefix).stream("recovery", 1)
+    reply = await redis.xreadgroup(CONSUMER_GROUP, "ghost-0", {stream: ">"}, count=1)
+    entry_id = reply[0][1][0][0]
+    for n in range(1, 3):  # two more workers took it and died
+        await redis.xclaim(stream, CONSUMER_GROUP, f"ghost-{n}", 0, [entry_id])
+    tuned = settings.model_copy(update={"visibility_timeout": 0.2, "max_deliveries": 3})
+    await asyncio.sleep(0.3)
+    async with running_worker(tuned):
+        (callback,) = await inbox.wait_for(1, timeout=10)
+    assert callback["task_id"] == task_id
+    assert callback["status"] == "failed"
+    assert callback["body"]["error"]["message"] == "worker lost 3 times"
+    assert mock_upstream[1].state.mock_requests == []
+    assert await redis.xpending(stream, CONSUMER_GROUP) == {
+        "pending": 0,
+        "min": None,
+        "max": None,
+        "consumers": [],
+    }
+
+
+async def test_shutdown_finishes_short_jobs_and_hands_long_ones_back_at_once(
+    api: httpx.AsyncClient,
+    settings: Settings,
+    receiver: tuple[str, CallbackReceiver],
+    mock_upstream: tuple[str, Any],
+) -> None:
+    url, inbox = receiver
+    patient = settings.model_copy(update={"shutdown_grace": 1.0, "visibility_timeout": 60})
+    async with running_worker(patient) as first:
+        short = await put(api, job("short", url, ttft=0.5))
+        long = await put(api, job("long", url, ttft=3))
+        runtime = first.ctx["runtime"]
+        async with asyncio.timeout(5):
+            while runtime.consumer.in_flight < 2:
+                await asyncio.sleep(0.02)
+    # The first worker is gone: "short" finished in its grace, "long" went back to the queue.
+    assert [c["task_id"] for c in inbox.received] == [short]
+    started = time.monotonic()
+    async with running_worker(patient):
+        await inbox.wait_for(2, timeout=10)
+    assert time.monotonic() - started < 6  # not after the 60 s visibility timeout
+    assert {c["task_id"]: c["status"] for c in inbox.received} == {
+        short: "succeeded",
+        long: "succeeded",
+    }
+
+
+async def test_a_killed_worker_process_loses_no_job(
+    api: httpx.AsyncClient,
+    redis: Redis,
+    redis_url: str,
+    prefix: str,
+    mock_upstream: tuple[str, Any],
+    receiver: tuple[str, CallbackReceiver],
+    settings: Settings,
+) -> None:
+    url, inbox = receiver
+    env = {
+        **os.environ,
+        "QUEUE_REDIS_URL": redis_url,
+        "QUEUE_KEY_PREFIX": prefix,
+        "QUEUE_UPSTREAM_URL": mock_upstream[0],
+        "QUEUE_VISIBILITY_TIMEOUT": "1",
+    }
+    command = [str(Path(sys.executable).parent / "queue-service"), "worker"]
+    victim = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)
+    try:
+        async with asyncio.timeout(30):
+            while not await redis.exists(Keys(prefix).arq_health_check):
+                await asyncio.sleep(0.05)
+        ids = [await put(api, job(f"job {n}", url, ttft=1.0)) for n in range(5)]
+        async with asyncio.timeout(10):
+            while len(mock_upstream[1].state.mock_requests) < 5:
+                await asyncio.sleep(0.02)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+    async with running_worker(settings.model_copy(update={"visibility_timeout": 1.0})):
+        await inbox.wait_for(5, timeout=20)
+    assert sorted(c["task_id"] for c in inbox.received) == sorted(ids)
+    assert {c["status"] for c in inbox.received} == {"succeeded"}
