@@ -33,7 +33,7 @@ log = logging.getLogger("queue_service.app")
 
 async def _service_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, QueueServiceError)
-    return error(exc.status_code, exc.message)
+    return error(exc.status_code, exc.message, headers=exc.headers())
 
 
 async def _redis_down(request: Request, exc: Exception) -> Response:
@@ -70,7 +70,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             app.state.queue = AppState(
                 settings=settings,
                 redis=redis,
-                broker=Broker(redis, keys, settings.result_retention),
+                broker=Broker(redis, keys, settings.result_retention, settings.max_waiting),
                 hub=hub,
                 ids=TaskIdFactory(instance),
                 auth=auth,

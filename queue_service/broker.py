@@ -11,14 +11,18 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from .errors import QueueFull
 from .events import encode_done
 from .ids import TaskId
 from .keys import CONSUMER_GROUP, Keys
-from .models import TERMINAL_STATUSES, PutRequest, Status
+from .models import TERMINAL_STATUSES, PutRequest, ResponseMode, Status
 from .scripts import Fields, Scripts
 from .task import Outcome, TaskRecord
 
 CANCELLED_STATUS_CODE = 499  # nginx's "client closed request"
+QUEUE_FULL_RETRY_AFTER = 5
+CALLBACK_SETTLE_MS = 120_000
+"""How long after it falls due a callback may stay unsettled before the sweeper resends it."""
 
 
 def now_ms() -> int:
@@ -34,10 +38,11 @@ class CancelResult:
 class Broker:
     """All reads and writes of queues and tasks; shared by the API and the workers."""
 
-    def __init__(self, redis: Redis, keys: Keys, retention_s: int) -> None:
+    def __init__(self, redis: Redis, keys: Keys, retention_s: int, max_waiting: int = 0) -> None:
         self.redis = redis
         self.keys = keys
         self.retention_ms = retention_s * 1000
+        self.max_waiting = max_waiting
         self.scripts = Scripts(redis)
         self._queue_ids: dict[str, int] = {}
         self._queue_names: dict[int, str] = {}
@@ -89,7 +94,7 @@ class Broker:
 
     # -- API side -----------------------------------------------------------------------
     async def put(self, task_id: TaskId, request: PutRequest, tenant: str, timeout_s: int) -> None:
-        """Store the task record and enqueue it, in one atomic step."""
+        """Store the task record and enqueue it, in one atomic step (QueueFull: nothing stored)."""
         created = now_ms()
         deadline = created + timeout_s * 1000
         text_id = str(task_id)
@@ -107,13 +112,21 @@ class Broker:
             "deadline": deadline,
             "attempts": 0,
         }
-        await self.scripts.put(
+        entry = await self.scripts.put(
             self.keys.task(request.queue, text_id),
             self.keys.stream(request.queue, request.level),
             text_id,
             deadline - created + self.retention_ms,
+            self.max_waiting,
+            CONSUMER_GROUP,
             record,
         )
+        if entry is None:
+            raise QueueFull(
+                f"queue {request.queue} level {request.level} already holds "
+                f"{self.max_waiting} waiting jobs; retry later",
+                retry_after=QUEUE_FULL_RETRY_AFTER,
+            )
 
     async def get(self, text_id: str, tenant: str) -> TaskRecord | None:
         """The task, or None when it does not exist or belongs to another tenant."""
@@ -195,12 +208,12 @@ class Broker:
         text_id: str,
         entry: str,
         outcome: Outcome,
-        *,
-        announce_body: bool = False,
+        mode: ResponseMode,
     ) -> bool:
         """Store the outcome (first one wins) and ack the entry; True if this one won.
 
-        The completion event carries the body when `announce_body` (a blocking waiter needs it).
+        A blocking or streaming waiter gets the body in the completion event; a callback job
+        becomes due for its callback.
         """
         fields: Fields = {
             "status": outcome.status.value,
@@ -209,26 +222,70 @@ class Broker:
             "result": outcome.body,
             "finished_at": now_ms(),
         }
-        body = outcome.body if announce_body else b""
+        callback = mode is ResponseMode.CALLBACK
+        body = b"" if callback else outcome.body
         event = encode_done(outcome.status, outcome.status_code, outcome.content_type, body)
         return await self.scripts.finish(
             self.keys.task(queue, text_id),
             self.keys.stream(queue, level),
+            self.keys.callbacks_due(queue),
             entry,
             CONSUMER_GROUP,
             self.retention_ms,
             self.keys.task_channel(queue, text_id),
             event,
+            now_ms() + CALLBACK_SETTLE_MS if callback else 0,
+            text_id,
             fields,
         )
 
     async def record_callback(
-        self, record: TaskRecord, state: str, attempts: int, error: str | None
+        self,
+        record: TaskRecord,
+        state: str,
+        attempts: int,
+        error: str | None,
+        next_attempt_ms: int | None = None,
     ) -> None:
-        """Note a callback delivery attempt on the task record."""
+        """Note a callback delivery attempt on the task record and its callbacks-due entry.
+
+        With `next_attempt_ms` the callback stays due until a little after that time; without,
+        it is settled (delivered, or given up on: see `dead_letter`).
+        """
         fields: Fields = {
             "callback_status": state,
             "callback_attempts": attempts,
             "callback_last_error": error or "",
         }
+        due = self.keys.callbacks_due(record.queue)
         await self.scripts.update(self.keys.task(record.queue, record.task_id), fields)
+        if next_attempt_ms is None:
+            await self.redis.zrem(due, record.task_id)
+        else:
+            await self.redis.zadd(due, {record.task_id: next_attempt_ms + CALLBACK_SETTLE_MS})
+
+    async def dead_letter(self, record: TaskRecord, keep_s: int) -> None:
+        """Keep a callback given up on for inspection and re-delivery, `keep_s` seconds."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(self.keys.dead_letters, {f"{record.queue}/{record.task_id}": now_ms()})
+            pipe.expire(self.keys.task(record.queue, record.task_id), keep_s)
+            await pipe.execute()
+
+    async def dead_letter_ids(self) -> list[tuple[str, str]]:
+        """(queue, task id) of every dead letter, oldest first."""
+        members = await self.redis.zrange(self.keys.dead_letters, 0, -1)
+        pairs = []
+        for member in members:
+            queue, _, text_id = member.decode().partition("/")
+            pairs.append((queue, text_id))
+        return pairs
+
+    async def forget_dead_letter(self, queue: str, text_id: str) -> None:
+        await self.redis.zrem(self.keys.dead_letters, f"{queue}/{text_id}")
+
+    async def overdue_callbacks(self, queue: str, limit: int = 100) -> list[str]:
+        """Task ids whose callback should have been settled by now (a worker died)."""
+        ids = await self.redis.zrangebyscore(
+            self.keys.callbacks_due(queue), "-inf", now_ms(), start=0, num=limit
+        )
+        return [task_id.decode() for task_id in ids]

@@ -28,9 +28,7 @@ def _api(args: argparse.Namespace) -> None:
 
 
 def _worker(args: argparse.Namespace) -> None:
-    from arq.worker import run_worker
-
-    from workers.entry import check_configuration, use_uvloop, worker_settings
+    from workers.entry import ResilientWorker, check_configuration, use_uvloop, worker_settings
 
     overrides = {"concurrency": args.concurrency} if args.concurrency else {}
     settings = Settings(**overrides)
@@ -40,7 +38,7 @@ def _worker(args: argparse.Namespace) -> None:
         frozenset(q.strip() for q in args.queues.split(",") if q.strip()) if args.queues else None
     )
     use_uvloop()
-    run_worker(worker_settings(settings, queues))
+    ResilientWorker(**worker_settings(settings, queues)).run()
 
 
 def _mock_upstream(args: argparse.Namespace) -> None:
@@ -53,6 +51,12 @@ def _mock_upstream(args: argparse.Namespace) -> None:
     uvicorn.run(
         create_mock_app(config), host=args.host, port=args.port, log_config=None, access_log=False
     )
+
+
+def _dead_letters(args: argparse.Namespace) -> None:
+    from workers.dead_letters import run
+
+    run(Settings(), args.redeliver)
 
 
 def _dev(args: argparse.Namespace) -> None:
@@ -87,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     mock.add_argument("--ttft", type=float, default=0.0, help="seconds to the first token")
     mock.add_argument("--token-latency", type=float, default=0.0, help="seconds per token")
     mock.set_defaults(run=_mock_upstream)
+    dead = commands.add_parser("dead-letters", help="list callbacks given up on")
+    dead.add_argument("--redeliver", action="store_true", help="send them all again")
+    dead.set_defaults(run=_dead_letters)
     return parser
 
 

@@ -25,6 +25,10 @@ class QueueServiceError(Exception):
         super().__init__(message)
         self.message = message
 
+    def headers(self) -> dict[str, str] | None:
+        """Extra response headers (e.g. Retry-After)."""
+        return None
+
 
 class BadRequest(QueueServiceError):
     status_code = 400
@@ -52,6 +56,17 @@ class Conflict(QueueServiceError):
 
 class PayloadTooLarge(QueueServiceError):
     status_code = 413
+
+
+class QueueFull(QueueServiceError):
+    status_code = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": str(self.retry_after)}
 
 
 class UnsupportedMediaType(QueueServiceError):

@@ -84,6 +84,15 @@ class Keys:
     def task(self, queue: str, task_id: str) -> str:
         return f"{self.prefix}:{{{queue}}}:task:{task_id}"
 
+    def callbacks_due(self, queue: str) -> str:
+        """Sorted set: task id -> when its callback must have been settled (ms)."""
+        return f"{self.prefix}:{{{queue}}}:callbacks-due"
+
+    @property
+    def dead_letters(self) -> str:
+        """Sorted set: `queue/task id` of callbacks given up on -> when (ms)."""
+        return f"{self.prefix}:dead-letters"
+
     def task_channel(self, queue: str, task_id: str) -> str:
         """Pub/sub channel carrying a task's events (stream chunks, completion)."""
         return f"{self.prefix}:{{{queue}}}:events:{task_id}"

@@ -51,12 +51,18 @@ class Scripts:
         return bool(await self._update(keys=[task_key], args=_flatten(fields)))
 
     async def put(
-        self, task_key: str, stream_key: str, task_id: str, ttl_ms: int, record: Fields
-    ) -> bytes:
-        """Store the record and XADD the id; returns the stream entry id."""
-        entry: bytes = await self._put(
-            keys=[task_key, stream_key], args=[task_id, ttl_ms, *_flatten(record)]
-        )
+        self,
+        task_key: str,
+        stream_key: str,
+        task_id: str,
+        ttl_ms: int,
+        max_waiting: int,
+        group: str,
+        record: Fields,
+    ) -> bytes | None:
+        """Store the record and XADD the id; the entry id, or None when the queue is full."""
+        args = [task_id, ttl_ms, max_waiting, group, *_flatten(record)]
+        entry: bytes | None = await self._put(keys=[task_key, stream_key], args=args)
         return entry
 
     async def start(self, task_key: str, now_ms: int, worker: str) -> dict[bytes, bytes] | None:
@@ -70,16 +76,28 @@ class Scripts:
         self,
         task_key: str,
         stream_key: str,
+        due_key: str,
         entry: str,
         group: str,
         retention_ms: int,
         channel: str,
         event: bytes,
+        callback_due_ms: int,
+        task_id: str,
         outcome: Fields,
     ) -> bool:
         """Store the outcome unless one is stored already; ack the entry either way."""
-        args: list[Any] = [entry, group, retention_ms, channel, event, *_flatten(outcome)]
-        return bool(await self._finish(keys=[task_key, stream_key], args=args))
+        args: list[Any] = [
+            entry,
+            group,
+            retention_ms,
+            channel,
+            event,
+            callback_due_ms,
+            task_id,
+            *_flatten(outcome),
+        ]
+        return bool(await self._finish(keys=[task_key, stream_key, due_key], args=args))
 
     async def cancel(
         self,

@@ -45,9 +45,12 @@ class Settings(BaseSettings):
     max_deliveries: int = Field(default=5, ge=1)
 
     callback_request_timeout: float = Field(default=10.0, gt=0)
-    callback_max_attempts: int = Field(default=12, ge=1)
+    callback_max_attempts: int = Field(default=40, ge=1)
     callback_backoff: float = Field(default=1.0, gt=0)
     callback_backoff_max: float = Field(default=3600.0, gt=0)
+    callback_retry_horizon: float = Field(default=DAY, gt=0)
+    dead_letter_retention: int = Field(default=7 * DAY, gt=0)
+    max_waiting: int = Field(default=100_000, ge=0)
 
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"

@@ -20,7 +20,7 @@ from queue_service.embedded_redis import EmbeddedRedis, free_port, redis_answers
 from queue_service.mock_upstream import MockConfig, create_mock_app
 from queue_service.settings import Settings
 from tests.servers import CallbackReceiver, serve
-from workers.entry import worker_settings
+from workers.entry import ResilientWorker, worker_settings
 
 
 @pytest.fixture(scope="session")
@@ -98,7 +98,7 @@ async def running_worker(
     settings: Settings, queues: frozenset[str] | None = None
 ) -> AsyncIterator[Worker]:
     """An arq worker with our stream consumer, in this event loop."""
-    worker = Worker(**{**worker_settings(settings, queues), "handle_signals": False})
+    worker = ResilientWorker(**{**worker_settings(settings, queues), "handle_signals": False})
     task = asyncio.create_task(worker.async_run())
     while "runtime" not in worker.ctx:
         if task.done():

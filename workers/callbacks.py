@@ -1,9 +1,17 @@
-"""Callback delivery: POST the outcome to `callback_url`, at once, then retried through arq."""
+"""Callback delivery: POST the outcome to `callback_url` at once, then retried through arq.
+
+Retries back off exponentially with jitter until `max_attempts` or the retry horizon; then
+the callback becomes a dead letter, kept for inspection and re-delivery
+(`queue-service dead-letters --redeliver`). Every finished callback job sits on its queue's
+callbacks-due set until its callback is settled; a cron sweep resends those that stay due
+(their worker died between storing the result and delivering it).
+"""
 
 from __future__ import annotations
 
 import logging
 import random
+import time
 from typing import Any
 
 import httpx
@@ -41,6 +49,8 @@ class CallbackSender:
         max_attempts: int,
         backoff: float,
         backoff_max: float,
+        horizon: float,
+        dead_letter_retention: int,
     ) -> None:
         self.http = http
         self.broker = broker
@@ -49,9 +59,11 @@ class CallbackSender:
         self.max_attempts = max_attempts
         self.backoff = backoff
         self.backoff_max = backoff_max
+        self.horizon = horizon
+        self.dead_letter_retention = dead_letter_retention
 
     def delay(self, attempt: int) -> float:
-        """Exponential backoff with full jitter before attempt `attempt + 1`."""
+        """Exponential backoff with jitter before attempt `attempt + 1`."""
         ceiling = min(self.backoff * 2 ** (attempt - 1), self.backoff_max)
         return random.uniform(ceiling / 2, ceiling)
 
@@ -63,18 +75,13 @@ class CallbackSender:
             log.info("task %s callback delivered (attempt %d)", record.task_id, attempt)
             return True
         retryable, message = error
-        if retryable and attempt < self.max_attempts:
-            delay = self.delay(attempt)
-            await self.broker.record_callback(record, "retrying", attempt, message)
-            await self.arq.enqueue_job(
-                DELIVER_CALLBACK,
-                record.queue,
-                record.task_id,
-                attempt + 1,
-                _job_id=f"callback:{record.task_id}:{attempt + 1}",
-                _queue_name=self.arq_queue,
-                _defer_by=delay,
-            )
+        delay = self.delay(attempt)
+        finished_s = (record.finished_at or int(time.time() * 1000)) / 1000
+        within_horizon = time.time() + delay - finished_s <= self.horizon
+        if retryable and attempt < self.max_attempts and within_horizon:
+            next_ms = int((time.time() + delay) * 1000)
+            await self.broker.record_callback(record, "retrying", attempt, message, next_ms)
+            await self.schedule(record, attempt + 1, delay)
             log.warning(
                 "task %s callback attempt %d failed (%s); retry in %.1fs",
                 record.task_id,
@@ -84,8 +91,21 @@ class CallbackSender:
             )
         else:
             await self.broker.record_callback(record, "failed", attempt, message)
-            log.error("task %s callback failed for good: %s", record.task_id, message)
+            await self.broker.dead_letter(record, self.dead_letter_retention)
+            log.error("task %s callback given up (dead letter): %s", record.task_id, message)
         return False
+
+    async def schedule(self, record: TaskRecord, attempt: int, delay: float) -> None:
+        """Run delivery attempt `attempt` in `delay` seconds, on whichever worker is free."""
+        await self.arq.enqueue_job(
+            DELIVER_CALLBACK,
+            record.queue,
+            record.task_id,
+            attempt,
+            _job_id=f"callback:{record.task_id}:{attempt}",
+            _queue_name=self.arq_queue,
+            _defer_by=delay,
+        )
 
     async def _post(self, record: TaskRecord, outcome: Outcome) -> tuple[bool, str] | None:
         """POST the callback; None on success, else (retryable, error message)."""
@@ -102,11 +122,40 @@ class CallbackSender:
         return (code >= 500 or code in (408, 425, 429)), f"receiver answered HTTP {code}"
 
 
-async def deliver_callback(ctx: dict[str, Any], queue: str, task_id: str, attempt: int) -> None:
-    """arq job: a deferred retry of a callback delivery."""
+def _sender(ctx: dict[str, Any]) -> CallbackSender:
     sender: CallbackSender = ctx["runtime"].callbacks
+    return sender
+
+
+async def deliver_callback(ctx: dict[str, Any], queue: str, task_id: str, attempt: int) -> None:
+    """arq job: a deferred (re)delivery of a callback."""
+    sender = _sender(ctx)
     record = await sender.broker.load(queue, task_id)
     if record is None or record.outcome is None:
         log.warning("task %s gone before callback attempt %d", task_id, attempt)
         return
+    if record.callback_status == "delivered":
+        return
     await sender.deliver(record, record.outcome, attempt)
+
+
+async def sweep_overdue_callbacks(ctx: dict[str, Any]) -> int:
+    """arq cron: resend callbacks that stayed due (their worker died before settling them)."""
+    sender = _sender(ctx)
+    broker = sender.broker
+    resent = 0
+    for queue in await broker.queues():
+        for task_id in await broker.overdue_callbacks(queue):
+            record = await broker.load(queue, task_id)
+            if record is None or record.outcome is None:
+                await broker.redis.zrem(broker.keys.callbacks_due(queue), task_id)
+                continue
+            attempt = record.callback_attempts + 1
+            log.warning("task %s callback overdue: resending (attempt %d)", task_id, attempt)
+            next_ms = int(time.time() * 1000)
+            await broker.record_callback(
+                record, "retrying", record.callback_attempts, "overdue", next_ms
+            )
+            await sender.schedule(record, attempt, 0)
+            resent += 1
+    return resent

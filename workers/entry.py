@@ -7,18 +7,37 @@ arq supplies the process, signals, graceful shutdown and deferred jobs (callback
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from arq.connections import RedisSettings
-from arq.worker import func
+from arq.cron import cron
+from arq.worker import Worker, func
+from redis.exceptions import RedisError
 
 from queue_service.keys import Keys
 from queue_service.settings import Settings
 
 from .adapters import Upstream
-from .callbacks import DELIVER_CALLBACK, deliver_callback
+from .callbacks import DELIVER_CALLBACK, deliver_callback, sweep_overdue_callbacks
 from .routing import RoutingError, RoutingTable
 from .runtime import WorkerRuntime
+
+log = logging.getLogger("workers.entry")
+
+
+class ResilientWorker(Worker):
+    """arq's Worker, surviving a Redis outage: its poll loop logs and goes on.
+
+    (Plain arq ends the process when a poll fails; our stream consumer already retries.)
+    """
+
+    async def _poll_iteration(self) -> None:
+        try:
+            await super()._poll_iteration()
+        except (RedisError, OSError) as exc:
+            log.warning("arq poll failed (%s); retrying", exc)
+            await asyncio.sleep(1.0)
 
 
 async def on_startup(ctx: dict[str, Any]) -> None:
@@ -46,6 +65,7 @@ def worker_settings(settings: Settings, queues: frozenset[str] | None = None) ->
     keys = Keys(settings.key_prefix)
     return {
         "functions": [func(deliver_callback, name=DELIVER_CALLBACK, max_tries=1)],
+        "cron_jobs": [cron(sweep_overdue_callbacks, second={0}, unique=True)],
         "queue_name": keys.arq_queue,
         "health_check_key": keys.arq_health_check,
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),

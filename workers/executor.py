@@ -143,7 +143,7 @@ class JobExecutor:
             entry.task_id,
             entry.entry_id,
             outcome,
-            announce_body=record.mode is not ResponseMode.CALLBACK,
+            record.mode,
         )
         elapsed = (time.time() * 1000 - record.created_at) / 1000
         log.info(

@@ -54,6 +54,8 @@ class WorkerRuntime:
             max_attempts=settings.callback_max_attempts,
             backoff=settings.callback_backoff,
             backoff_max=settings.callback_backoff_max,
+            horizon=settings.callback_retry_horizon,
+            dead_letter_retention=settings.dead_letter_retention,
         )
         self.routing = RoutingTable.load(
             settings.upstreams_file, Upstream(settings.upstream_url, settings.upstream_api_key)

@@ -1,16 +1,22 @@
 -- Record a task's outcome (the first outcome wins), then acknowledge and delete its
 -- stream entry. The entry is acknowledged in the same step that stores the result, so a
 -- crash can never lose a result that was computed nor drop an entry whose result was not.
--- KEYS[1] task record, KEYS[2] level stream
+-- A callback job is also put on its queue's callbacks-due set, so that its callback is sent
+-- even if this worker dies right after this script (a sweeper re-sends what stays due).
+-- KEYS[1] task record, KEYS[2] level stream, KEYS[3] callbacks-due set
 -- ARGV[1] entry id, ARGV[2] consumer group, ARGV[3] retention (ms), ARGV[4] event channel,
--- ARGV[5] completion event payload, ARGV[6..] outcome field/value pairs (status first)
+-- ARGV[5] completion event payload, ARGV[6] callback due time (ms; 0: no callback),
+-- ARGV[7] task id, ARGV[8..] outcome field/value pairs (status first)
 redis.call('XACK', KEYS[2], ARGV[2], ARGV[1])
 redis.call('XDEL', KEYS[2], ARGV[1])
 local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'queued' and status ~= 'running' then
   return 0
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+redis.call('HSET', KEYS[1], unpack(ARGV, 8))
+if ARGV[6] ~= '0' then
+  redis.call('ZADD', KEYS[3], ARGV[6], ARGV[7])
+end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 1
