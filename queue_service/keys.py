@@ -55,6 +55,10 @@ class Keys:
         """arq's own queue: callback retries and cron, never the hot path."""
         return f"{self.prefix}:arq:queue"
 
+    def callback_job_id(self, task_id: str, attempt: int | str) -> str:
+        """arq job id of a callback delivery (arq's own keys are global: keep ours apart)."""
+        return f"{self.prefix}:callback:{task_id}:{attempt}"
+
     @property
     def arq_health_check(self) -> str:
         return f"{self.prefix}:arq:health-check"

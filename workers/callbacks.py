@@ -102,7 +102,7 @@ class CallbackSender:
             record.queue,
             record.task_id,
             attempt,
-            _job_id=f"callback:{record.task_id}:{attempt}",
+            _job_id=self.broker.keys.callback_job_id(record.task_id, attempt),
             _queue_name=self.arq_queue,
             _defer_by=delay,
         )

@@ -39,7 +39,7 @@ async def dead_letters(settings: Settings, redeliver: bool) -> int:
                     queue,
                     task_id,
                     1,
-                    _job_id=f"callback:{task_id}:redeliver",
+                    _job_id=broker.keys.callback_job_id(task_id, "redeliver"),
                     _queue_name=broker.keys.arq_queue,
                 )
                 await broker.forget_dead_letter(queue, task_id)

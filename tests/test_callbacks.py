@@ -1,0 +1,120 @@
+"""Callback delivery past the happy path: dead letters, re-delivery, the overdue sweep."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+from redis.asyncio import Redis
+
+from queue_service.broker import Broker
+from queue_service.keys import Keys
+from queue_service.settings import Settings
+from tests.servers import CallbackReceiver
+from workers.callbacks import sweep_overdue_callbacks
+from workers.dead_letters import dead_letters
+
+from .conftest import running_worker
+
+
+def job(callback_url: str) -> dict[str, Any]:
+    return {
+        "queue": "callbacks",
+        "endpoint": "/v1/chat/completions",
+        "level": 1,
+        "data": {"model": "m", "messages": [{"role": "user", "content": "x"}]},
+        "callback_url": callback_url,
+    }
+
+
+async def view(api: httpx.AsyncClient, task_id: str) -> dict[str, Any]:
+    data: dict[str, Any] = (await api.get(f"/v1/queue/{task_id}")).json()["data"]
+    return data
+
+
+async def test_a_given_up_callback_is_a_dead_letter_and_can_be_redelivered(
+    api: httpx.AsyncClient,
+    settings: Settings,
+    receiver: tuple[str, CallbackReceiver],
+    redis: Redis,
+    capsys: Any,
+) -> None:
+    url, inbox = receiver
+    inbox.fail_first = 2
+    few = settings.model_copy(update={"callback_max_attempts": 2})
+    async with running_worker(few):
+        task_id = (await api.post("/v1/queue/put", json=job(url))).json()["data"]
+        async with asyncio.timeout(10):
+            while (await view(api, task_id))["callback"]["status"] != "failed":
+                await asyncio.sleep(0.05)
+        assert inbox.received == []
+        assert await dead_letters(few, redeliver=False) == 1
+        assert task_id in capsys.readouterr().out
+        ttl = await redis.ttl(Keys(few.key_prefix).task("callbacks", task_id))
+        assert ttl > few.result_retention  # kept for the dead-letter retention
+        assert await dead_letters(few, redeliver=True) == 1
+        (callback,) = await inbox.wait_for(1)
+    assert callback["task_id"] == task_id
+    assert await dead_letters(few, redeliver=False) == 0
+    assert (await view(api, task_id))["callback"]["status"] == "delivered"
+
+
+async def test_a_callback_left_unsettled_by_a_dead_worker_is_resent_by_the_sweep(
+    api: httpx.AsyncClient,
+    settings: Settings,
+    receiver: tuple[str, CallbackReceiver],
+    redis: Redis,
+) -> None:
+    url, inbox = receiver
+    async with running_worker(settings) as worker:
+        task_id = (await api.post("/v1/queue/put", json=job(url))).json()["data"]
+        async with asyncio.timeout(10):
+            while (await view(api, task_id))["callback"]["status"] != "delivered":
+                await asyncio.sleep(0.02)
+        # As if the worker had died after storing the result, before calling back:
+        keys = Keys(settings.key_prefix)
+        await redis.zadd(keys.callbacks_due("callbacks"), {task_id: 0})
+        await redis.hset(keys.task("callbacks", task_id), "callback_status", "")
+        assert await sweep_overdue_callbacks(worker.ctx) == 1
+        await inbox.wait_for(2)
+        assert await sweep_overdue_callbacks(worker.ctx) == 0
+    assert [c["task_id"] for c in inbox.received] == [task_id, task_id]
+    assert await redis.zcard(keys.callbacks_due("callbacks")) == 0
+
+
+async def test_delivered_callbacks_leave_nothing_due(
+    api: httpx.AsyncClient,
+    worker: Any,
+    receiver: tuple[str, CallbackReceiver],
+    redis: Redis,
+    settings: Settings,
+) -> None:
+    url, inbox = receiver
+    for _ in range(3):
+        await api.post("/v1/queue/put", json=job(url))
+    await inbox.wait_for(3)
+    broker = Broker(redis, Keys(settings.key_prefix), 60)
+    async with asyncio.timeout(5):
+        while await redis.zcard(broker.keys.callbacks_due("callbacks")):
+            await asyncio.sleep(0.02)
+
+
+async def test_a_full_queue_answers_429_and_stores_nothing(
+    settings: Settings, redis: Redis
+) -> None:
+    from queue_service.app import create_app
+    from tests.servers import serve
+
+    small = settings.model_copy(update={"max_waiting": 3})
+    async with serve(create_app(small)) as url, httpx.AsyncClient(base_url=url) as client:
+        for _ in range(3):
+            assert (await client.post("/v1/queue/put", json=job("http://x/cb"))).status_code == 200
+        response = await client.post("/v1/queue/put", json=job("http://x/cb"))
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "5"
+    assert "3 waiting jobs" in response.json()["message"]
+    keys = Keys(settings.key_prefix)
+    assert await redis.xlen(keys.stream("callbacks", 1)) == 3
+    tasks = [k async for k in redis.scan_iter(match=keys.task("callbacks", "*"))]
+    assert len(tasks) == 3
