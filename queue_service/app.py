@@ -23,6 +23,7 @@ from .hub import PubSubHub
 from .ids import TaskIdFactory
 from .keys import Keys
 from .models import PutContext
+from .outbound import CallbackPolicy
 from .responses import error
 from .routes import ROUTES
 from .settings import Settings
@@ -60,7 +61,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         keys = Keys(settings.key_prefix)
         redis = Redis.from_url(settings.redis_url, socket_connect_timeout=5)
-        auth = Authenticator(settings.api_key_tenants)
+        auth = Authenticator(settings.api_key_tenants, settings.api_keys_file)
         if not auth.enabled:
             log.warning("QUEUE_API_KEYS is not set: the API accepts requests without a key")
         hub = PubSubHub(redis, keys.hub_channel)
@@ -75,8 +76,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 ids=TaskIdFactory(instance),
                 auth=auth,
                 put_context=PutContext(
-                    endpoints=frozenset(ADAPTERS), max_timeout=settings.max_timeout
+                    endpoints=frozenset(ADAPTERS),
+                    max_timeout=settings.max_timeout,
+                    max_depth=settings.max_json_depth,
                 ),
+                callback_policy=CallbackPolicy(settings.allowed_callback_networks),
             )
             log.info("api instance %04d ready, redis %s", instance, settings.redis_url)
             yield

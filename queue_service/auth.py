@@ -1,37 +1,137 @@
-"""Bearer-key authentication: which tenant a request speaks for."""
+"""Bearer-key authentication: which principal (tenant, allowed queues, rate) a request is.
+
+Keys come from `QUEUE_API_KEYS` (`key` or `tenant:key`, comma-separated) and from the keys
+file `QUEUE_API_KEYS_FILE` (TOML), which can also restrict a key to some queues, give it a
+rate limit and mark it admin:
+
+    [[key]]
+    key_env = "ACME_KEY"     # or key = "..."
+    tenant = "acme"
+    queues = ["chat", "batch"]
+    rate = 20                # requests per second, shared by every API process
+    burst = 40
+    admin = false
+"""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.requests import Request
 
-from .errors import Unauthorized
+from .errors import Forbidden, Unauthorized
 
 NO_AUTH_TENANT = ""
 
 
-class Authenticator:
-    """Maps `Authorization: Bearer <key>` to a tenant; with no keys configured, all is open."""
+class KeyFileError(Exception):
+    """The keys file is missing, unreadable or invalid."""
 
-    def __init__(self, key_tenants: dict[str, str]) -> None:
-        self._keys = [(key.encode(), tenant) for key, tenant in key_tenants.items()]
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is asking: their tenant and what their key allows."""
+
+    tenant: str
+    key_id: str
+    """A digest of the key: safe to log and to name its rate bucket with."""
+    queues: frozenset[str] | None = None
+    rate: float | None = None
+    burst: int | None = None
+    admin: bool = False
+
+    def check_queue(self, queue: str) -> None:
+        if self.queues is not None and queue not in self.queues:
+            raise Forbidden(f"this API key may not use queue {queue!r}")
+
+
+OPEN = Principal(NO_AUTH_TENANT, "open", admin=True)
+
+
+class KeyEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: str | None = Field(default=None, min_length=8)
+    key_env: str | None = None
+    tenant: str = Field(default="default", min_length=1, max_length=64)
+    queues: list[str] | None = None
+    rate: float | None = Field(default=None, gt=0)
+    burst: int | None = Field(default=None, ge=1)
+    admin: bool = False
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> KeyEntry:
+        if (self.key is None) == (self.key_env is None):
+            raise ValueError("give exactly one of key and key_env")
+        return self
+
+
+class KeyFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key: list[KeyEntry] = []
+
+
+def _key_id(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def load_key_file(path: str) -> list[tuple[str, Principal]]:
+    try:
+        parsed = KeyFile.model_validate(tomllib.loads(Path(path).read_text(encoding="utf-8")))
+    except OSError as exc:
+        raise KeyFileError(f"cannot read QUEUE_API_KEYS_FILE {path}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise KeyFileError(f"QUEUE_API_KEYS_FILE {path} is not valid TOML: {exc}") from exc
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)
+        )
+        raise KeyFileError(f"QUEUE_API_KEYS_FILE {path}: {problems}") from exc
+    keys = []
+    for entry in parsed.key:
+        key = entry.key if entry.key_env is None else os.environ.get(entry.key_env)
+        if not key:
+            raise KeyFileError(
+                f"QUEUE_API_KEYS_FILE: environment variable {entry.key_env} is not set"
+            )
+        queues = frozenset(entry.queues) if entry.queues is not None else None
+        burst = entry.burst or (max(int(entry.rate), 1) if entry.rate else None)
+        principal = Principal(entry.tenant, _key_id(key), queues, entry.rate, burst, entry.admin)
+        keys.append((key, principal))
+    return keys
+
+
+class Authenticator:
+    """Maps `Authorization: Bearer <key>` to a principal; with no keys configured, all is open."""
+
+    def __init__(self, key_tenants: dict[str, str], key_file: str | None = None) -> None:
+        entries = [(key, Principal(tenant, _key_id(key))) for key, tenant in key_tenants.items()]
+        if key_file is not None:
+            entries += load_key_file(key_file)
+        self._keys = [(key.encode(), principal) for key, principal in entries]
 
     @property
     def enabled(self) -> bool:
         return bool(self._keys)
 
-    def tenant(self, request: Request) -> str:
+    def principal(self, request: Request) -> Principal:
         if not self._keys:
-            return NO_AUTH_TENANT
+            return OPEN
         scheme, _, presented = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not presented:
             raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
         candidate = presented.strip().encode()
-        found: str | None = None
-        for key, tenant in self._keys:  # compare against every key: constant time
+        found: Principal | None = None
+        for key, principal in self._keys:  # compare against every key: constant time
             if hmac.compare_digest(key, candidate):
-                found = tenant
+                found = principal
         if found is None:
             raise Unauthorized("invalid API key")
         return found

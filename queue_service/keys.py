@@ -35,6 +35,10 @@ class Keys:
         """Counter handing each API process its instance number."""
         return f"{self.prefix}:instance-seq"
 
+    def rate_bucket(self, key_id: str) -> str:
+        """Hash: one API key's token bucket (its id is a digest, never the key)."""
+        return f"{self.prefix}:rate:{key_id}"
+
     @property
     def cancel_channel(self) -> str:
         """Pub/sub channel on which cancelled task ids are announced to workers."""

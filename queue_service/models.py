@@ -53,11 +53,26 @@ def _check_http_url(url: str) -> str:
 HttpUrlText = Annotated[str, Field(max_length=2048), AfterValidator(_check_http_url)]
 
 
+def _depth(value: Any) -> int:
+    """How deeply arrays and objects nest in a JSON value (iterative: no recursion limit)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = (
+            item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        )
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 class PutContext(BaseModel):
     """What validation of a put needs to know about this deployment."""
 
     endpoints: frozenset[str]
     max_timeout: int
+    max_depth: int = 32
 
 
 class PutRequest(BaseModel):
@@ -88,6 +103,14 @@ class PutRequest(BaseModel):
             served = ", ".join(sorted(context.endpoints))
             raise ValueError(f"endpoint {endpoint!r} is not served; served endpoints: {served}")
         return endpoint
+
+    @field_validator("data")
+    @classmethod
+    def _data_is_not_too_deep(cls, data: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        context = info.context
+        if isinstance(context, PutContext) and _depth(data) > context.max_depth:
+            raise ValueError(f"nests deeper than {context.max_depth} levels")
+        return data
 
     @field_validator("timeout")
     @classmethod

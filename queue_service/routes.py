@@ -8,8 +8,9 @@ from starlette.routing import Route
 
 from . import waiting
 from .body import parse_model, read_json_bytes
-from .errors import Conflict, TaskNotFound
+from .errors import BadRequest, Conflict, TaskNotFound
 from .models import TERMINAL_STATUSES, PutRequest, ResponseMode
+from .outbound import UnsafeDestination
 from .responses import ok
 from .state import AppState
 
@@ -21,9 +22,16 @@ def _state(request: Request) -> AppState:
 
 async def put(request: Request) -> Response:
     state = _state(request)
-    tenant = state.auth.tenant(request)
+    principal = await state.admit(request)
     body = await read_json_bytes(request, state.settings.max_body_bytes)
     job = parse_model(PutRequest, body, state.put_context)
+    principal.check_queue(job.queue)
+    if job.callback_url is not None:
+        try:
+            await state.callback_policy.check(job.callback_url)
+        except UnsafeDestination as exc:
+            raise BadRequest(str(exc)) from None
+    tenant = principal.tenant
     timeout = job.timeout or state.default_timeout(job.response_mode)
     queue_id = await state.broker.queue_id(job.queue)
     task_id = state.ids.make(queue_id, job.level, job.response_mode)
@@ -37,7 +45,7 @@ async def put(request: Request) -> Response:
 
 async def get_task(request: Request) -> Response:
     state = _state(request)
-    tenant = state.auth.tenant(request)
+    tenant = (await state.admit(request)).tenant
     task_id = request.path_params["task_id"]
     record = await state.broker.get(task_id, tenant)
     if record is None:
@@ -47,7 +55,7 @@ async def get_task(request: Request) -> Response:
 
 async def cancel_task(request: Request) -> Response:
     state = _state(request)
-    tenant = state.auth.tenant(request)
+    tenant = (await state.admit(request)).tenant
     task_id = request.path_params["task_id"]
     result = await state.broker.cancel(task_id, tenant)
     if result is None:

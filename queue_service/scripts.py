@@ -32,6 +32,7 @@ class Scripts:
         self._register_queue = redis.register_script(_load("register_queue"))
         self._update = redis.register_script(_load("update"))
         self._requeue = redis.register_script(_load("requeue"))
+        self._rate_limit = redis.register_script(_load("rate_limit"))
 
     async def register_queue(
         self, ids_key: str, names_key: str, seq_key: str, name: str, channel: str
@@ -39,6 +40,10 @@ class Scripts:
         """The queue's id; a new queue is announced on `channel`."""
         keys = [ids_key, names_key, seq_key]
         return int(await self._register_queue(keys=keys, args=[name, channel]))
+
+    async def rate_limit(self, bucket_key: str, now_ms: int, rate: float, burst: int) -> int:
+        """Take a token; 0 when allowed, else milliseconds until the next one."""
+        return int(await self._rate_limit(keys=[bucket_key], args=[now_ms, rate, burst]))
 
     async def requeue(
         self, task_key: str, stream_key: str, entry: str, group: str, task_id: str

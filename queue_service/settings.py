@@ -5,8 +5,10 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .outbound import IPNetwork, parse_networks
 
 DAY = 24 * 3600
 
@@ -29,9 +31,11 @@ class Settings(BaseSettings):
     limit_lease_ttl: float = Field(default=30.0, gt=0)
 
     api_keys: str | None = None
+    api_keys_file: str | None = None
     instance: int | None = Field(default=None, ge=0, le=9999)
 
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    max_json_depth: int = Field(default=32, ge=2, le=200)
     max_timeout: int = Field(default=7 * DAY, gt=0)
     blocking_timeout: int = Field(default=300, gt=0)
     callback_timeout: int = Field(default=DAY, gt=0)
@@ -44,6 +48,8 @@ class Settings(BaseSettings):
     visibility_timeout: float = Field(default=30.0, gt=0)
     max_deliveries: int = Field(default=5, ge=1)
 
+    callback_allowed_networks: str | None = None
+    callback_secret: str | None = None
     callback_request_timeout: float = Field(default=10.0, gt=0)
     callback_max_attempts: int = Field(default=40, ge=1)
     callback_backoff: float = Field(default=1.0, gt=0)
@@ -54,6 +60,16 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
+
+    @field_validator("callback_allowed_networks")
+    @classmethod
+    def _networks_parse(cls, value: str | None) -> str | None:
+        parse_networks(value)  # a bad CIDR is refused at start-up, naming the entry
+        return value
+
+    @cached_property
+    def allowed_callback_networks(self) -> tuple[IPNetwork, ...]:
+        return parse_networks(self.callback_allowed_networks)
 
     @cached_property
     def api_key_tenants(self) -> dict[str, str]:

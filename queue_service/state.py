@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
+from starlette.requests import Request
 
-from .auth import Authenticator
-from .broker import Broker
+from .auth import Authenticator, Principal
+from .broker import Broker, now_ms
+from .errors import TooManyRequests
 from .hub import PubSubHub
 from .ids import TaskIdFactory
 from .models import PutContext, ResponseMode
+from .outbound import CallbackPolicy
 from .settings import Settings
 
 
@@ -23,6 +27,24 @@ class AppState:
     ids: TaskIdFactory
     auth: Authenticator
     put_context: PutContext
+    callback_policy: CallbackPolicy
+
+    async def admit(self, request: Request) -> Principal:
+        """Who the request is (401 if nobody), within their rate limit (429 if not)."""
+        principal = self.auth.principal(request)
+        if principal.rate is not None and principal.burst is not None:
+            wait_ms = await self.broker.scripts.rate_limit(
+                self.broker.keys.rate_bucket(principal.key_id),
+                now_ms(),
+                principal.rate,
+                principal.burst,
+            )
+            if wait_ms:
+                raise TooManyRequests(
+                    f"rate limit of {principal.rate:g} requests/s exceeded",
+                    retry_after=max(1, math.ceil(wait_ms / 1000)),
+                )
+        return principal
 
     def default_timeout(self, mode: ResponseMode) -> int:
         if mode is ResponseMode.CALLBACK:

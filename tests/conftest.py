@@ -22,6 +22,9 @@ from queue_service.settings import Settings
 from tests.servers import CallbackReceiver, serve
 from workers.entry import ResilientWorker, worker_settings
 
+LOOPBACK = "127.0.0.0/8,::1/128"
+"""Tests call back to receivers on loopback, which callbacks refuse by default."""
+
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
@@ -82,6 +85,7 @@ def settings(redis_url: str, prefix: str, mock_upstream: tuple[str, Any]) -> Set
         registry_refresh_interval=0.2,
         callback_backoff=0.05,
         upstream_retry_backoff=0.05,
+        callback_allowed_networks=LOOPBACK,
         shutdown_grace=2.0,
     )
 

@@ -109,8 +109,10 @@ async def test_a_full_queue_answers_429_and_stores_nothing(
     small = settings.model_copy(update={"max_waiting": 3})
     async with serve(create_app(small)) as url, httpx.AsyncClient(base_url=url) as client:
         for _ in range(3):
-            assert (await client.post("/v1/queue/put", json=job("http://x/cb"))).status_code == 200
-        response = await client.post("/v1/queue/put", json=job("http://x/cb"))
+            assert (
+                await client.post("/v1/queue/put", json=job("http://127.0.0.1:9/cb"))
+            ).status_code == 200
+        response = await client.post("/v1/queue/put", json=job("http://127.0.0.1:9/cb"))
     assert response.status_code == 429
     assert response.headers["retry-after"] == "5"
     assert "3 waiting jobs" in response.json()["message"]

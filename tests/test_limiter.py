@@ -22,6 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from queue_service.keys import Keys
+from tests.conftest import LOOPBACK
 from tests.servers import CallbackReceiver, serve
 from workers.limiter import Limiter
 from workers.routing import Limit
@@ -185,6 +186,7 @@ async def test_three_workers_never_exceed_the_upstream_limit(
         **os.environ,
         "QUEUE_REDIS_URL": redis_url,
         "QUEUE_KEY_PREFIX": prefix,
+        "QUEUE_CALLBACK_ALLOWED_NETWORKS": LOOPBACK,
         "QUEUE_UPSTREAMS_FILE": routes_file(tmp_path, upstream_url, 4),
         "QUEUE_CONCURRENCY": "16",
     }
@@ -214,6 +216,7 @@ async def test_a_killed_worker_gives_its_slots_back_within_the_lease_ttl(
         **os.environ,
         "QUEUE_REDIS_URL": redis_url,
         "QUEUE_KEY_PREFIX": prefix,
+        "QUEUE_CALLBACK_ALLOWED_NETWORKS": LOOPBACK,
         "QUEUE_UPSTREAMS_FILE": routes_file(tmp_path, upstream_url, 2),
         "QUEUE_LIMIT_LEASE_TTL": "2",
     }

@@ -21,7 +21,7 @@ from queue_service.settings import Settings
 from queue_service.task import Outcome
 from tests.servers import CallbackReceiver
 
-from .conftest import running_worker
+from .conftest import LOOPBACK, running_worker
 
 
 def job(text: str, callback_url: str, **mock: Any) -> dict[str, Any]:
@@ -144,6 +144,7 @@ async def test_a_killed_worker_process_loses_no_job(
         **os.environ,
         "QUEUE_REDIS_URL": redis_url,
         "QUEUE_KEY_PREFIX": prefix,
+        "QUEUE_CALLBACK_ALLOWED_NETWORKS": LOOPBACK,
         "QUEUE_UPSTREAM_URL": mock_upstream[0],
         "QUEUE_VISIBILITY_TIMEOUT": "1",
     }

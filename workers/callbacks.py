@@ -13,12 +13,15 @@ import logging
 import random
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
 from arq.connections import ArqRedis
 
 from queue_service.broker import Broker
+from queue_service.outbound import CallbackPolicy, UnsafeDestination
+from queue_service.signing import signature_headers
 from queue_service.task import Outcome, TaskRecord
 
 log = logging.getLogger("workers.callbacks")
@@ -51,7 +54,11 @@ class CallbackSender:
         backoff_max: float,
         horizon: float,
         dead_letter_retention: int,
+        policy: CallbackPolicy,
+        secret: str | None,
     ) -> None:
+        self.policy = policy
+        self.secret = secret
         self.http = http
         self.broker = broker
         self.arq = arq
@@ -109,10 +116,22 @@ class CallbackSender:
 
     async def _post(self, record: TaskRecord, outcome: Outcome) -> tuple[bool, str] | None:
         """POST the callback; None on success, else (retryable, error message)."""
-        headers = {"content-type": "application/json", "idempotency-key": record.task_id}
+        try:  # resolved again now, and connected to the address that was checked
+            target = await self.policy.check(record.callback_url, cached=False)
+        except UnsafeDestination as exc:
+            return False, str(exc)
+        body = callback_body(record, outcome)
+        headers = {
+            "content-type": "application/json",
+            "idempotency-key": record.task_id,
+            "host": target.host,
+        }
+        if self.secret:
+            headers.update(signature_headers(self.secret, body))
+        extensions = {"sni_hostname": urlsplit(record.callback_url).hostname or ""}
         try:
             response = await self.http.post(
-                record.callback_url, content=callback_body(record, outcome), headers=headers
+                target.url, content=body, headers=headers, extensions=extensions
             )
         except httpx.HTTPError as exc:
             return True, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

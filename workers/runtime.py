@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from queue_service.broker import Broker
 from queue_service.keys import Keys
+from queue_service.outbound import CallbackPolicy
 from queue_service.settings import Settings
 
 from .adapters import Upstream
@@ -56,6 +57,8 @@ class WorkerRuntime:
             backoff_max=settings.callback_backoff_max,
             horizon=settings.callback_retry_horizon,
             dead_letter_retention=settings.dead_letter_retention,
+            policy=CallbackPolicy(settings.allowed_callback_networks),
+            secret=settings.callback_secret,
         )
         self.routing = RoutingTable.load(
             settings.upstreams_file, Upstream(settings.upstream_url, settings.upstream_api_key)
