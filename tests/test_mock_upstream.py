@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
+import math
 import socket
+import struct
 import time
+import wave
+import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,6 +26,19 @@ from queue_service.mock_upstream import MockConfig, create_mock_app
 
 CHAT = "/v1/chat/completions"
 MESSAGES = "/v1/messages"
+COMPLETIONS = "/v1/completions"
+EMBEDDINGS = "/v1/embeddings"
+RERANK = "/v1/rerank"
+MODERATIONS = "/v1/moderations"
+IMAGES = "/v1/images/generations"
+SPEECH = "/v1/audio/speech"
+ONE_SHOT_BODIES: dict[str, dict[str, Any]] = {
+    EMBEDDINGS: {"input": "some text"},
+    RERANK: {"query": "q", "documents": ["d"]},
+    MODERATIONS: {"input": "some text"},
+    IMAGES: {"prompt": "a cat"},
+    SPEECH: {"input": "some text", "voice": "alloy"},
+}
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]
 ANTHROPIC_TOOLS = [{"name": "get_weather", "input_schema": {"type": "object"}}]
 
@@ -446,3 +465,204 @@ async def test_callback_inbox_records_what_it_is_sent(mock: Mock) -> None:
     assert (await mock.client.post("/_mock/callbacks", content=b"{")).status_code == 400
     assert (await mock.client.get("/_mock/callbacks")).json() == [callback]
     assert mock.app.state.mock_callbacks == [callback]
+
+
+async def test_legacy_completion_body_and_stream(mock: Mock) -> None:
+    body = {"model": "gpt-instruct", "prompt": "once upon a time"}
+    reply = (await mock.client.post(COMPLETIONS, json=body)).json()
+    assert reply["id"].startswith("cmpl-")
+    assert reply == {
+        "id": reply["id"],
+        "object": "text_completion",
+        "created": reply["created"],
+        "model": "gpt-instruct",
+        "choices": [
+            {
+                "text": "Hello! You said: once upon a time",
+                "index": 0,
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 4, "completion_tokens": 7, "total_tokens": 11},
+    }
+
+    streamed = body | {"stream": True, "stream_options": {"include_usage": True}}
+    payloads = data_frames((await mock.client.post(COMPLETIONS, json=streamed)).text)
+    assert payloads[-1] == "[DONE]"
+    *chunks, usage_chunk = [orjson.loads(p) for p in payloads[:-1]]
+    assert all(c["object"] == "text_completion" and c["usage"] is None for c in chunks)
+    choices = [c["choices"][0] for c in chunks]
+    assert "".join(c["text"] for c in choices) == reply["choices"][0]["text"]
+    assert [c["finish_reason"] for c in choices] == [None] * 7 + ["stop"]
+    assert (usage_chunk["choices"], usage_chunk["usage"]) == ([], reply["usage"])
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"prompt": ["two", "prompts"]},
+        {"mock": {"reasoning": True}},
+        {"tools": [{}], "mock": {"tool_call": {"name": "f"}}},
+    ],
+)
+async def test_legacy_completions_refuse_what_they_cannot_do(
+    mock: Mock, extra: dict[str, Any]
+) -> None:
+    response = await mock.client.post(COMPLETIONS, json={"prompt": "hi", **extra})
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_embeddings_are_deterministic_unit_vectors(mock: Mock) -> None:
+    body = {"model": "embed", "input": ["same text", "other text", "same text"]}
+    first = (await mock.client.post(EMBEDDINGS, json=body)).json()
+    again = (await mock.client.post(EMBEDDINGS, json=body)).json()
+    assert first == again
+    assert first["object"] == "list"
+    assert first["model"] == "embed"
+    assert first["usage"] == {"prompt_tokens": 6, "total_tokens": 6}
+    assert [d["index"] for d in first["data"]] == [0, 1, 2]
+    vectors = [d["embedding"] for d in first["data"]]
+    assert vectors[0] == vectors[2] != vectors[1]
+    assert all(len(v) == 16 and math.isclose(math.hypot(*v), 1.0) for v in vectors)
+
+    body = {"input": "same text", "dimensions": 5, "encoding_format": "base64"}
+    (packed,) = (await mock.client.post(EMBEDDINGS, json=body)).json()["data"]
+    floats = struct.unpack("<5f", base64.b64decode(packed["embedding"]))
+    plain = await mock.client.post(EMBEDDINGS, json=body | {"encoding_format": "float"})
+    expected = plain.json()["data"][0]["embedding"]
+    assert all(math.isclose(a, b, rel_tol=1e-6) for a, b in zip(floats, expected, strict=True))
+    assert (await mock.client.post(EMBEDDINGS, json={"input": [[1, 2]]})).status_code == 400
+
+
+async def test_rerank_orders_documents_by_shared_words(mock: Mock) -> None:
+    documents = ["blue sky", "a red car", {"text": "red apple pie"}]
+    body = {"model": "rerank", "query": "red apple", "documents": documents}
+    reply = (await mock.client.post(RERANK, json=body)).json()
+    assert reply["model"] == "rerank"
+    assert reply["usage"]["total_tokens"] > 0
+    results = reply["results"]
+    assert [r["index"] for r in results] == [2, 1, 0]
+    assert results[0] == {
+        "index": 2,
+        "relevance_score": 2 / 3,
+        "document": {"text": "red apple pie"},
+    }
+    assert results[-1]["relevance_score"] == 0.0
+    top = await mock.client.post(RERANK, json=body | {"top_n": 1, "return_documents": False})
+    assert top.json()["results"] == [{"index": 2, "relevance_score": 2 / 3}]
+    invalid = await mock.client.post(RERANK, json=body | {"documents": [{"title": "x"}]})
+    assert invalid.status_code == 400
+
+
+async def test_moderations_flag_trigger_words(mock: Mock) -> None:
+    body = {"input": ["I will kill them", "what a lovely day"]}
+    reply = (await mock.client.post(MODERATIONS, json=body)).json()
+    assert reply["id"].startswith("modr-")
+    flagged, clean = reply["results"]
+    assert flagged["flagged"] is True
+    assert [name for name, hit in flagged["categories"].items() if hit] == ["violence"]
+    assert flagged["category_scores"]["violence"] > 0.5 > flagged["category_scores"]["hate"]
+    assert clean["flagged"] is False
+    assert not any(clean["categories"].values())
+    assert set(clean["categories"]) == set(clean["category_scores"])
+    assert {"hate", "self-harm/intent", "sexual/minors"} <= set(clean["categories"])
+
+
+def png_colours(data: bytes) -> set[bytes]:
+    """The distinct pixels of an 8-bit RGB PNG, checking its signature, chunk CRCs and size."""
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    chunks, at = {}, 8
+    while at < len(data):
+        (length,) = struct.unpack(">I", data[at : at + 4])
+        kind, body = data[at + 4 : at + 8], data[at + 8 : at + 8 + length]
+        assert data[at + 8 + length : at + 12 + length] == struct.pack(
+            ">I", zlib.crc32(kind + body)
+        )
+        chunks[kind] = body
+        at += 12 + length
+    assert list(chunks) == [b"IHDR", b"IDAT", b"IEND"]
+    width, height, depth, colour_type = struct.unpack(">IIBB", chunks[b"IHDR"][:10])
+    assert (width, height, depth, colour_type) == (8, 8, 8, 2)
+    rows = zlib.decompress(chunks[b"IDAT"])
+    assert len(rows) == height * (1 + 3 * width)
+    stride = 1 + 3 * width
+    assert all(rows[row * stride] == 0 for row in range(height))  # no filter
+    pixels = b"".join(rows[row * stride + 1 : (row + 1) * stride] for row in range(height))
+    return {pixels[i : i + 3] for i in range(0, len(pixels), 3)}
+
+
+async def test_images_are_real_pngs_inline_or_by_url(mock: Mock) -> None:
+    body = {"model": "dall-e-2", "prompt": "a cat", "n": 2, "response_format": "b64_json"}
+    reply = (await mock.client.post(IMAGES, json=body)).json()
+    assert isinstance(reply["created"], int)
+    images = [base64.b64decode(item["b64_json"]) for item in reply["data"]]
+    colours = [png_colours(image) for image in images]
+    assert all(len(c) == 1 for c in colours)
+    assert colours[0] != colours[1]
+
+    linked = (await mock.client.post(IMAGES, json=body | {"response_format": "url"})).json()
+    urls = [item["url"] for item in linked["data"]]
+    assert all(url.startswith(str(mock.client.base_url)) for url in urls)
+    fetched = [await mock.client.get(url) for url in urls]
+    assert all(f.headers["content-type"] == "image/png" for f in fetched)
+    assert [f.content for f in fetched] == images
+    assert (await mock.client.get("/_mock/images/nothex.png")).status_code == 404
+    assert (await mock.client.post(IMAGES, json={"prompt": "x", "n": 11})).status_code == 400
+
+
+async def test_speech_is_real_audio_in_the_format_asked_for(mock: Mock) -> None:
+    body = {"model": "tts-1", "input": "one two three four five", "voice": "alloy"}
+    mp3 = await mock.client.post(SPEECH, json=body)
+    assert mp3.headers["content-type"] == "audio/mpeg"
+    frames = [mp3.content[at : at + 417] for at in range(0, len(mp3.content), 417)]
+    assert len(frames) == math.ceil(0.5 / (1152 / 44100))  # 0.1s a word
+    assert all(len(f) == 417 and f.startswith(b"\xff\xfb\x90\xc0") for f in frames)
+
+    wav = await mock.client.post(SPEECH, json=body | {"response_format": "wav"})
+    assert wav.headers["content-type"] == "audio/wav"
+    with wave.open(io.BytesIO(wav.content)) as audio:
+        assert (audio.getnchannels(), audio.getsampwidth(), audio.getframerate()) == (1, 2, 24000)
+        assert audio.getnframes() == 12000
+
+    pcm = await mock.client.post(SPEECH, json=body | {"response_format": "pcm", "speed": 2.0})
+    assert pcm.headers["content-type"] == "audio/pcm"
+    assert len(pcm.content) == 2 * 6000
+    refused = await mock.client.post(SPEECH, json=body | {"response_format": "opus"})
+    assert refused.status_code == 400
+
+
+@pytest.mark.parametrize("path", ONE_SHOT_BODIES)
+async def test_one_piece_endpoints_honour_the_failure_and_timing_controls(
+    mock: Mock, path: str
+) -> None:
+    body = ONE_SHOT_BODIES[path]
+    failing = {"status": 429, "retry_after": 1, "fail_times": 1, "key": path}
+    refused = await mock.client.post(path, json=body | {"mock": failing})
+    assert (refused.status_code, refused.headers["retry-after"]) == (429, "1")
+    assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+    assert (await mock.client.post(path, json=body | {"mock": failing})).status_code == 200
+
+    started = time.monotonic()
+    assert (await mock.client.post(path, json=body | {"mock": {"ttft": 0.2}})).status_code == 200
+    assert time.monotonic() - started >= 0.2
+
+    wrong = await mock.client.post(path, json=body | {"mock": {"tokens": 3}})
+    assert wrong.status_code == 400
+    assert "mock.tokens" in wrong.json()["error"]["message"]
+
+    with pytest.raises(httpx.ReadTimeout):
+        await mock.client.post(path, json=body | {"mock": {"hang": True}}, timeout=0.2)
+    assert await mock.wait_for_disconnect() == [mock.app.state.mock_requests[-1].response_id]
+
+
+async def test_one_piece_endpoints_use_bearer_auth() -> None:
+    async with serve(MockConfig(api_key="sekrit")) as mock:
+        body = ONE_SHOT_BODIES[EMBEDDINGS]
+        denied = await mock.client.post(EMBEDDINGS, json=body, headers={"x-api-key": "sekrit"})
+        assert denied.status_code == 401
+        allowed = await mock.client.post(
+            EMBEDDINGS, json=body, headers={"authorization": "Bearer sekrit"}
+        )
+        assert allowed.status_code == 200

@@ -1,5 +1,5 @@
-"""A mock upstream model server speaking the OpenAI and Anthropic protocols, for tests,
-`queue-service dev` and benchmarks. Requests steer it with a `"mock"` object in the body
+"""A mock upstream model server speaking the OpenAI, Anthropic and Jina (rerank) protocols,
+for tests, `queue-service dev` and benchmarks. Requests steer it with a `"mock"` object in the body
 (see `MockControls`)."""
 
 from .app import create_mock_app

@@ -9,7 +9,9 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
-from .reply import Reply, content_text, count_words
+from .controls import MockControls
+from .dialect import conversation_problem
+from .reply import Reply, content_text, count_words, last_user_text
 from .streaming import Frame
 
 _ERROR_TYPES = {
@@ -83,6 +85,12 @@ class AnthropicDialect:
         self, status: int, message: str, headers: Mapping[str, str] | None = None
     ) -> Response:
         return Response(orjson.dumps(_error(status, message)), status, headers, "application/json")
+
+    def check(self, body: dict[str, Any], controls: MockControls) -> str | None:
+        return conversation_problem(body, controls)
+
+    def user_text(self, body: dict[str, Any]) -> str:
+        return last_user_text(body["messages"])
 
     def wants_reasoning(self, body: dict[str, Any], model: str) -> bool:
         thinking = body.get("thinking")

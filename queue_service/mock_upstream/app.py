@@ -1,4 +1,4 @@
-"""The mock upstream app: routes, request recording and the request flow both APIs share."""
+"""The mock upstream app: routes, request recording and the request flow all APIs share."""
 
 from __future__ import annotations
 
@@ -14,14 +14,19 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .anthropic import AnthropicDialect
+from .completions import CompletionsDialect
 from .config import MockConfig
-from .controls import MockControls, parse_controls
-from .dialect import Dialect
+from .controls import parse_controls
+from .dialect import Api, Call, Dialect, OneShotApi
+from .images import IMAGE_FILES, ImagesApi
 from .inbox import CallbackInbox
+from .moderations import ModerationsApi
 from .openai import OpenAIDialect
 from .recording import MockState, RecordedRequest
 from .reply import build_reply
+from .speech import SpeechApi
 from .streaming import EventStream, Producer, WatchedResponse, hang, json_producer
+from .vectors import EmbeddingsApi, RerankApi
 
 Endpoint = Callable[[Request], Awaitable[Response | WatchedResponse]]
 
@@ -45,13 +50,33 @@ class _MockUpstream:
         self.config = config
         self.state = state
 
-    def endpoint(self, dialect: Dialect) -> Endpoint:
+    def generative(self, dialect: Dialect) -> Endpoint:
+        """A model endpoint: a reply as a JSON body or, with `stream: true`, an event stream."""
+
         async def handle(request: Request) -> Response | WatchedResponse:
-            return await self.handle(request, dialect)
+            call = await self.admit(request, dialect)
+            if isinstance(call, Response):
+                return call
+            return self.respond(call, self.reply_producer(dialect, call))
 
         return handle
 
-    async def handle(self, request: Request, dialect: Dialect) -> Response | WatchedResponse:
+    def one_shot(self, api: OneShotApi) -> Endpoint:
+        """An endpoint answering in one piece after the time to first byte."""
+
+        async def handle(request: Request) -> Response | WatchedResponse:
+            call = await self.admit(request, api)
+            if isinstance(call, Response):
+                return call
+            answer = api.answer(call)
+            return self.respond(
+                call, json_producer(answer.body, self.ttft(call), answer.content_type)
+            )
+
+        return handle
+
+    async def admit(self, request: Request, api: Api) -> Call | Response:
+        """Record the request; the error response it gets, or what to answer it from."""
         received_at = time.time()
         raw = await request.body()
         body: Any
@@ -59,60 +84,64 @@ class _MockUpstream:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
             body = raw.decode(errors="replace")
-        response_id = dialect.new_id()
+        response_id = api.new_id()
         headers = dict(request.headers)
         self.state.requests.append(
             RecordedRequest(request.url.path, headers, body, received_at, response_id)
         )
         api_key = self.config.api_key
-        if api_key is not None and not dialect.authorized(headers, api_key):
-            return dialect.error_response(401, "Invalid API key.")
-        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
-            return dialect.error_response(400, "The body must be a JSON object with `messages`.")
+        if api_key is not None and not api.authorized(headers, api_key):
+            return api.error_response(401, "Invalid API key.")
+        if not isinstance(body, dict):
+            return api.error_response(400, "The body must be a JSON object.")
         try:
             controls = parse_controls(body.get("mock"))
         except ValidationError as exc:
-            return dialect.error_response(400, f"Invalid mock controls: {_describe(exc)}")
+            return api.error_response(400, f"Invalid mock controls: {_describe(exc)}")
+        problem = api.check(body, controls)
+        if problem is not None:
+            return api.error_response(400, problem)
         if controls.status is not None and self.state.should_fail(controls):
             retry = controls.retry_after
             extra = None if retry is None else {"retry-after": _seconds(retry)}
-            return dialect.error_response(controls.status, f"Mock error {controls.status}.", extra)
-        if controls.tool_call is not None and not body.get("tools"):
-            return dialect.error_response(400, "mock.tool_call needs `tools` in the request.")
-        producer = self.producer(dialect, body, controls, response_id)
-        return WatchedResponse(producer, response_id, self.state.disconnects)
-
-    def producer(
-        self, dialect: Dialect, body: dict[str, Any], controls: MockControls, response_id: str
-    ) -> Producer:
-        if controls.hang:
-            return hang
+            return api.error_response(controls.status, f"Mock error {controls.status}.", extra)
         model = body.get("model")
         if not isinstance(model, str):
             model = self.config.model
+        return Call(body, controls, response_id, model, str(request.base_url))
+
+    def respond(self, call: Call, producer: Producer) -> WatchedResponse:
+        if call.controls.hang:
+            producer = hang
+        return WatchedResponse(producer, call.response_id, self.state.disconnects)
+
+    def ttft(self, call: Call) -> float:
+        return self.config.ttft if call.controls.ttft is None else call.controls.ttft
+
+    def reply_producer(self, dialect: Dialect, call: Call) -> Producer:
+        body, controls = call.body, call.controls
         reply = build_reply(
-            response_id=response_id,
-            model=model,
-            messages=body["messages"],
+            response_id=call.response_id,
+            model=call.model,
+            user_text=dialect.user_text(body),
             prompt_tokens=dialect.prompt_tokens(body),
             controls=controls,
-            reasoning_by_default=dialect.wants_reasoning(body, model),
+            reasoning_by_default=dialect.wants_reasoning(body, call.model),
         )
-        ttft = self.config.ttft if controls.ttft is None else controls.ttft
         latency = self.config.token_latency
         if controls.token_latency is not None:
             latency = controls.token_latency
         if body.get("stream") is True:
             return EventStream(
                 frames=dialect.stream_frames(reply, body),
-                ttft=ttft,
+                ttft=self.ttft(call),
                 token_latency=latency,
                 error_frame=dialect.stream_error,
                 break_after=controls.break_after,
                 error_after=controls.error_after,
             )
         # As long as the same answer would take to stream.
-        delay = ttft + max(reply.completion_tokens - 1, 0) * latency
+        delay = self.ttft(call) + max(reply.completion_tokens - 1, 0) * latency
         return json_producer(dialect.completion_body(reply), delay)
 
     async def recorded(self, request: Request) -> Response:
@@ -130,23 +159,41 @@ async def _healthz(request: Request) -> Response:
 
 
 def create_mock_app(config: MockConfig | None = None) -> Starlette:
-    """A Starlette app imitating OpenAI `/v1/chat/completions` and Anthropic `/v1/messages`.
+    """A Starlette app imitating OpenAI (chat and legacy completions, embeddings, moderations,
+    image generation, speech), Anthropic `/v1/messages` and Jina `/v1/rerank`.
 
     `app.state.mock_requests` lists every API request received, `app.state.mock_disconnects`
     the response ids whose client went away before the response was fully sent, and
     `app.state.mock_fail_counts` the `fail_times` counters; `DELETE /_mock/requests` clears all.
-    `/_mock/callbacks` is a callback inbox (`app.state.mock_callbacks`).
+    `/_mock/callbacks` is a callback inbox (`app.state.mock_callbacks`); image `url`s point to
+    `/_mock/images/`.
     """
     state = MockState()
     upstream = _MockUpstream(config or MockConfig(), state)
     inbox = CallbackInbox()
+    generative: dict[str, Dialect] = {
+        "/v1/chat/completions": OpenAIDialect(),
+        "/v1/messages": AnthropicDialect(),
+        "/v1/completions": CompletionsDialect(),
+    }
+    one_shots: list[OneShotApi] = [
+        EmbeddingsApi(),
+        RerankApi(),
+        ModerationsApi(),
+        ImagesApi(),
+        SpeechApi(),
+    ]
     app = Starlette(
         routes=[
-            Route("/v1/chat/completions", upstream.endpoint(OpenAIDialect()), methods=["POST"]),
-            Route("/v1/messages", upstream.endpoint(AnthropicDialect()), methods=["POST"]),
+            *(
+                Route(path, upstream.generative(dialect), methods=["POST"])
+                for path, dialect in generative.items()
+            ),
+            *(Route(api.path, upstream.one_shot(api), methods=["POST"]) for api in one_shots),
             Route("/_mock/requests", upstream.recorded, methods=["GET", "DELETE"]),
             Route("/_mock/disconnects", upstream.disconnects, methods=["GET"]),
             Route("/healthz", _healthz, methods=["GET"]),
+            IMAGE_FILES,
             inbox.route(),
         ]
     )

@@ -73,3 +73,9 @@ NO_CONTROLS = MockControls()
 def parse_controls(value: Any) -> MockControls:
     """Validate the `mock` object of a request body (raises pydantic.ValidationError)."""
     return NO_CONTROLS if value is None else MockControls.model_validate(value)
+
+
+GENERATIVE_ONLY = frozenset(
+    {"token_latency", "reply", "tokens", "reasoning", "break_after", "error_after", "tool_call"}
+)
+"""Controls shaping a model reply, meaningless to the endpoints that answer in one piece."""

@@ -1,4 +1,5 @@
-"""OpenAI chat completions: bodies, stream chunks and errors (DeepSeek reasoning included)."""
+"""OpenAI chat completions: bodies, stream chunks and errors (DeepSeek reasoning included),
+and the auth and error format every OpenAI-style endpoint of the mock shares."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
-from .reply import Reply, count_words
+from .controls import MockControls
+from .dialect import conversation_problem
+from .reply import Reply, count_words, last_user_text
 from .streaming import Frame
 
 _ERROR_KINDS: dict[int, tuple[str, str | None]] = {
@@ -17,20 +20,20 @@ _ERROR_KINDS: dict[int, tuple[str, str | None]] = {
     404: ("invalid_request_error", "model_not_found"),
     429: ("requests", "rate_limit_exceeded"),
 }
-_DONE = Frame(b"data: [DONE]\n\n")
+DONE = Frame(b"data: [DONE]\n\n")
 
 
-def _data(payload: dict[str, Any]) -> bytes:
+def data_event(payload: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
-def _error(status: int, message: str) -> dict[str, Any]:
+def openai_error(status: int, message: str) -> dict[str, Any]:
     default = ("server_error", None) if status >= 500 else ("invalid_request_error", None)
     kind, code = _ERROR_KINDS.get(status, default)
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
 
-def _usage(reply: Reply) -> dict[str, Any]:
+def usage_of(reply: Reply) -> dict[str, Any]:
     usage: dict[str, Any] = {
         "prompt_tokens": reply.prompt_tokens,
         "completion_tokens": reply.completion_tokens,
@@ -41,13 +44,14 @@ def _usage(reply: Reply) -> dict[str, Any]:
     return usage
 
 
-class OpenAIDialect:
-    stream_error = _data(
-        _error(500, "The server had an error while processing your request. Sorry about that!")
-    )
+class OpenAIStyle:
+    """Bearer auth and OpenAI's error body, which OpenAI-compatible APIs share."""
 
-    def new_id(self) -> str:
-        return f"chatcmpl-{secrets.token_hex(12)}"
+    stream_error = data_event(
+        openai_error(
+            500, "The server had an error while processing your request. Sorry about that!"
+        )
+    )
 
     def authorized(self, headers: Mapping[str, str], api_key: str) -> bool:
         return headers.get("authorization") == f"Bearer {api_key}"
@@ -55,7 +59,19 @@ class OpenAIDialect:
     def error_response(
         self, status: int, message: str, headers: Mapping[str, str] | None = None
     ) -> Response:
-        return Response(orjson.dumps(_error(status, message)), status, headers, "application/json")
+        body = orjson.dumps(openai_error(status, message))
+        return Response(body, status, headers, "application/json")
+
+
+class OpenAIDialect(OpenAIStyle):
+    def new_id(self) -> str:
+        return f"chatcmpl-{secrets.token_hex(12)}"
+
+    def check(self, body: dict[str, Any], controls: MockControls) -> str | None:
+        return conversation_problem(body, controls)
+
+    def user_text(self, body: dict[str, Any]) -> str:
+        return last_user_text(body["messages"])
 
     def wants_reasoning(self, body: dict[str, Any], model: str) -> bool:
         name = model.lower()
@@ -98,7 +114,7 @@ class OpenAIDialect:
                 "created": reply.created,
                 "model": reply.model,
                 "choices": [choice],
-                "usage": _usage(reply),
+                "usage": usage_of(reply),
             }
         )
 
@@ -116,7 +132,7 @@ class OpenAIDialect:
 
         def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
             choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-            return _data({**base, "choices": [choice]})
+            return data_event({**base, "choices": [choice]})
 
         call = reply.tool_call
         yield Frame(chunk({"role": "assistant", "content": "" if call is None else None}))
@@ -133,5 +149,5 @@ class OpenAIDialect:
             yield Frame(chunk({"content": piece}), token=True)
         yield Frame(chunk({}, "stop" if call is None else "tool_calls"))
         if include_usage:
-            yield Frame(_data({**base, "choices": [], "usage": _usage(reply)}))
-        yield _DONE
+            yield Frame(data_event({**base, "choices": [], "usage": usage_of(reply)}))
+        yield DONE

@@ -73,12 +73,11 @@ def build_reply(
     *,
     response_id: str,
     model: str,
-    messages: list[Any],
+    user_text: str,
     prompt_tokens: int,
     controls: MockControls,
     reasoning_by_default: bool,
 ) -> Reply:
-    user_text = last_user_text(messages)
     content: list[str] = []
     fragments: list[str] = []
     call = controls.tool_call

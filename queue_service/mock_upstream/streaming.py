@@ -75,10 +75,15 @@ async def hang(send: Send) -> None:
     await asyncio.Event().wait()
 
 
-def json_producer(body: bytes, delay: float) -> Producer:
+def json_producer(body: bytes, delay: float, content_type: str = "application/json") -> Producer:
+    """A whole body after `delay` (JSON unless `content_type` says otherwise)."""
+
     async def produce(send: Send) -> None:
         await asyncio.sleep(delay)
-        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        headers = [
+            (b"content-type", content_type.encode()),
+            (b"content-length", b"%d" % len(body)),
+        ]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+from .anthropic_messages import MessagesAdapter
+from .audio_speech import SpeechAdapter
 from .base import Adapter, Upstream, UpstreamReply
+from .json_endpoints import EMBEDDINGS, IMAGES, MODERATIONS, RERANK
 from .openai_chat import ChatCompletionsAdapter
+from .openai_completions import CompletionsAdapter
 
 ADAPTERS: dict[str, Adapter] = {
-    adapter.endpoint: adapter for adapter in (ChatCompletionsAdapter(),)
+    adapter.endpoint: adapter
+    for adapter in (
+        ChatCompletionsAdapter(),
+        MessagesAdapter(),
+        CompletionsAdapter(),
+        EMBEDDINGS,
+        RERANK,
+        MODERATIONS,
+        IMAGES,
+        SpeechAdapter(),
+    )
 }
 
 __all__ = ["ADAPTERS", "Adapter", "Upstream", "UpstreamReply"]

@@ -10,13 +10,7 @@ import orjson
 
 from ..sse import SSEEvent
 from .base import Upstream, UpstreamReply
-
-
-def _headers(upstream: Upstream) -> dict[str, str]:
-    headers = {"content-type": "application/json"}
-    if upstream.api_key:
-        headers["authorization"] = f"Bearer {upstream.api_key}"
-    return headers
+from .http import bearer_headers, post_json, stream_json
 
 
 class ChatCompletionsAdapter:
@@ -25,42 +19,15 @@ class ChatCompletionsAdapter:
     async def call(
         self, client: httpx.AsyncClient, upstream: Upstream, data: dict[str, Any]
     ) -> UpstreamReply:
-        response = await client.post(
-            upstream.url(self.endpoint), content=orjson.dumps(data), headers=_headers(upstream)
-        )
-        content_type = response.headers.get("content-type", "application/json")
-        return UpstreamReply(response.status_code, response.content, content_type)
+        return await post_json(client, upstream.url(self.endpoint), data, bearer_headers(upstream))
 
     def stream(
         self, client: httpx.AsyncClient, upstream: Upstream, data: dict[str, Any]
     ) -> AbstractAsyncContextManager[httpx.Response]:
-        request = client.build_request(
-            "POST",
-            upstream.url(self.endpoint),
-            content=orjson.dumps(data),
-            headers=_headers(upstream),
-        )
-        return _streamed(client, request)
+        return stream_json(client, upstream.url(self.endpoint), data, bearer_headers(upstream))
 
     def assembler(self) -> ChatStreamAssembler:
         return ChatStreamAssembler()
-
-
-class _streamed(AbstractAsyncContextManager[httpx.Response]):
-    """`client.send(stream=True)` as a context manager that always closes the response."""
-
-    def __init__(self, client: httpx.AsyncClient, request: httpx.Request) -> None:
-        self.client = client
-        self.request = request
-        self.response: httpx.Response | None = None
-
-    async def __aenter__(self) -> httpx.Response:
-        self.response = await self.client.send(self.request, stream=True)
-        return self.response
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self.response is not None:
-            await self.response.aclose()
 
 
 class ChatStreamAssembler:
@@ -96,12 +63,13 @@ class ChatStreamAssembler:
         index = choice.get("index", 0)
         state = self._choices.setdefault(
             index,
-            {"role": "assistant", "content": "", "reasoning": "", "tools": {}, "finish": None},
+            {"role": "assistant", "content": None, "reasoning": "", "tools": {}, "finish": None},
         )
         delta = choice.get("delta") or {}
         if delta.get("role"):
             state["role"] = delta["role"]
-        state["content"] += delta.get("content") or ""
+        if delta.get("content") is not None:  # null throughout a tool-call-only answer
+            state["content"] = (state["content"] or "") + delta["content"]
         state["reasoning"] += delta.get("reasoning_content") or ""
         for call in delta.get("tool_calls") or ():
             joined = state["tools"].setdefault(
