@@ -28,6 +28,7 @@ from .responses import error
 from .routes import ROUTES
 from .settings import Settings
 from .state import AppState
+from .system_routes import SYSTEM_ROUTES
 
 log = logging.getLogger("queue_service.app")
 
@@ -89,7 +90,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await redis.aclose()
 
     return Starlette(
-        routes=ROUTES,
+        routes=[*ROUTES, *SYSTEM_ROUTES],
         lifespan=lifespan,
         exception_handlers={
             QueueServiceError: _service_error,

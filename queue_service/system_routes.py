@@ -1,0 +1,51 @@
+"""Routes outside `/v1`: health, readiness, the OpenAPI document and its docs page."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from .errors import ServiceUnavailable
+from .openapi import openapi_document
+from .responses import OrjsonResponse
+from .state import AppState
+
+DOCS_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>queue-service API</title>
+<link rel="stylesheet" href="https://unpkg.com/swagger-ui-dist@5/swagger-ui.css"></head>
+<body><div id="ui"></div>
+<script src="https://unpkg.com/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
+<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui"});</script>
+</body></html>"""
+
+
+async def healthz(request: Request) -> Response:
+    return OrjsonResponse({"ok": True})
+
+
+async def readyz(request: Request) -> Response:
+    state: AppState = request.app.state.queue
+    try:
+        await state.redis.ping()
+    except Exception as exc:
+        raise ServiceUnavailable(f"Redis is not reachable: {type(exc).__name__}") from None
+    return OrjsonResponse({"ok": True, "redis": "reachable"})
+
+
+async def openapi(request: Request) -> Response:
+    state: AppState = request.app.state.queue
+    context = state.put_context
+    return OrjsonResponse(openapi_document(context.endpoints, context.max_timeout))
+
+
+async def docs(request: Request) -> Response:
+    return HTMLResponse(DOCS_PAGE)
+
+
+SYSTEM_ROUTES = [
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+    Route("/openapi.json", openapi, methods=["GET"]),
+    Route("/docs", docs, methods=["GET"]),
+]
