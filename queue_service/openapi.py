@@ -59,7 +59,9 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
-def _errors(*codes: int) -> dict[str, Any]:
+def _errors(*codes: int, upstream: bool = False) -> dict[str, Any]:
+    """Error responses: our envelope, or (`upstream`) the upstream's own error body that
+    blocking and streaming puts pass through with its status."""
     reasons = {
         400: "invalid request",
         401: "missing or invalid API key",
@@ -72,7 +74,10 @@ def _errors(*codes: int) -> dict[str, Any]:
         429: "rate limit or queue full (see Retry-After)",
         503: "Redis unreachable",
     }
-    return {str(code): _json(_ref(ErrorEnvelope), reasons[code]) for code in codes}
+    schema: dict[str, Any] = _ref(ErrorEnvelope)
+    if upstream:
+        schema = {"anyOf": [schema, {"description": "the upstream's own error body"}]}
+    return {str(code): _json(schema, reasons[code]) for code in codes}
 
 
 def _put_schema(schema: dict[str, Any], endpoints: frozenset[str], max_timeout: int) -> None:
@@ -156,7 +161,7 @@ def openapi_document(endpoints: frozenset[str], max_timeout: int) -> dict[str, A
                     },
                     "responses": {
                         "200": put_answer,
-                        **_errors(400, 401, 403, 408, 413, 415, 429, 503),
+                        **_errors(400, 401, 403, 408, 413, 415, 429, 503, upstream=True),
                         "default": {"description": "blocking mode: the upstream's error status"},
                     },
                 }
