@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     upstream_retry_backoff: float = Field(default=0.5, gt=0)
     upstream_retry_backoff_max: float = Field(default=30.0, gt=0)
     limit_lease_ttl: float = Field(default=30.0, gt=0)
+    max_stream_events: int = Field(default=100_000, ge=1)
+    max_stream_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    max_result_bytes: int = Field(default=32 * 1024 * 1024, ge=1)
 
     api_keys: str | None = None
     api_keys_file: str | None = None

@@ -259,3 +259,21 @@ def test_unsafe_destination_names_the_address() -> None:
     policy = CallbackPolicy()
     with pytest.raises(UnsafeDestination, match=re.escape("10.0.0.1")):
         asyncio.run(policy.check("http://10.0.0.1/x"))
+
+
+async def test_an_upstream_answer_over_the_size_limit_fails_clearly(
+    api: httpx.AsyncClient, settings: Settings
+) -> None:
+    small = settings.model_copy(update={"max_result_bytes": 2000, "max_stream_events": 20})
+    async with running_worker(small):
+        big = {**job("http://127.0.0.1:9/cb"), "level": 0, "response_mode": "blocking"}
+        big.pop("callback_url")
+        big["data"]["mock"] = {"tokens": 2000}
+        response = await api.post("/v1/queue/put", json=big)
+        assert response.status_code == 502
+        assert "over the limit (2000 bytes)" in response.json()["error"]["message"]
+        big["data"]["stream"] = True
+        big["data"]["mock"] = {"tokens": 50}
+        response = await api.post("/v1/queue/put", json=big)
+        assert response.status_code == 502
+        assert "went past 20 events" in response.json()["error"]["message"]

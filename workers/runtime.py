@@ -25,7 +25,7 @@ from .executor import JobExecutor
 from .limiter import Limiter
 from .recovery import PendingKeeper
 from .routing import RoutingTable
-from .upstream_call import RetryPolicy, UpstreamCaller
+from .upstream_call import RetryPolicy, SizeLimits, UpstreamCaller
 
 log = logging.getLogger("workers.runtime")
 
@@ -71,7 +71,16 @@ class WorkerRuntime:
         )
         self.executor = JobExecutor(
             self.broker,
-            UpstreamCaller(self.upstream_http, self.broker, policy),
+            UpstreamCaller(
+                self.upstream_http,
+                self.broker,
+                policy,
+                SizeLimits(
+                    settings.max_stream_events,
+                    settings.max_stream_bytes,
+                    settings.max_result_bytes,
+                ),
+            ),
             self.routing,
             self.limiter,
             self.callbacks,

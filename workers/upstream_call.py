@@ -37,11 +37,23 @@ class RetryPolicy:
     cap: float
 
 
+@dataclass(frozen=True, slots=True)
+class SizeLimits:
+    """How much of an upstream's answer a job may take: beyond, it fails clearly."""
+
+    max_events: int
+    max_stream_bytes: int
+    max_result_bytes: int
+
+
 class UpstreamCaller:
-    def __init__(self, http: httpx.AsyncClient, broker: Broker, policy: RetryPolicy) -> None:
+    def __init__(
+        self, http: httpx.AsyncClient, broker: Broker, policy: RetryPolicy, limits: SizeLimits
+    ) -> None:
         self.http = http
         self.broker = broker
         self.policy = policy
+        self.limits = limits
 
     async def call(
         self, record: TaskRecord, adapter: Adapter, route: Route, data: dict[str, Any], relay: bool
@@ -90,8 +102,15 @@ class UpstreamCaller:
                 _failure(502, f"upstream request failed: {detail}"), not progress.relayed
             )
         code = reply.status_code
+        if len(reply.body) > self.limits.max_result_bytes:
+            return Attempt(self._too_large(len(reply.body)), retryable=False)
         outcome = Outcome(_status_of(code), code, reply.body, reply.content_type)
         return Attempt(outcome, retryable_status(code), reply.retry_after)
+
+    def _too_large(self, size: int) -> Outcome:
+        limit = self.limits.max_result_bytes
+        message = f"upstream answer of {size} bytes is over the limit ({limit} bytes)"
+        return Outcome.error(Status.FAILED, 502, message, "upstream_too_large")
 
     async def _stream(
         self,
@@ -116,16 +135,30 @@ class UpstreamCaller:
                     record.queue, record.task_id, encode_head(code, content_type)
                 )
             assembler = adapter.assembler()
+            events = size = 0
             async for event in sse_events(response.aiter_bytes()):
+                events += 1
+                size += len(event.raw)
+                if events > self.limits.max_events or size > self.limits.max_stream_bytes:
+                    over = (
+                        f"upstream stream went past {self.limits.max_events} events or "
+                        f"{self.limits.max_stream_bytes} bytes"
+                    )
+                    too_long = Outcome.error(Status.FAILED, 502, over, "upstream_too_large")
+                    return Attempt(too_long, retryable=False)
                 if relay:
                     await self.broker.publish(record.queue, record.task_id, encode_chunk(event.raw))
                     progress.relayed = True
                 assembler.feed(event)
         error = assembler.error()
         if error is not None:
-            message = error.get("message") if isinstance(error, dict) else str(error)
-            return Attempt(_failure(502, f"upstream stream error: {message}"), not progress.relayed)
-        return Attempt(Outcome(Status.SUCCEEDED, code, assembler.result()), retryable=False)
+            detail = error.get("message") if isinstance(error, dict) else error
+            failure = _failure(502, f"upstream stream error: {detail}")
+            return Attempt(failure, not progress.relayed)
+        result = assembler.result()
+        if len(result) > self.limits.max_result_bytes:
+            return Attempt(self._too_large(len(result)), retryable=False)
+        return Attempt(Outcome(Status.SUCCEEDED, code, result), retryable=False)
 
 
 @dataclass(slots=True)
