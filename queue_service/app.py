@@ -18,6 +18,7 @@ from workers.adapters import ADAPTERS
 
 from .auth import Authenticator
 from .broker import Broker
+from .credentials import CredentialBox
 from .errors import QueueServiceError
 from .hub import PubSubHub
 from .ids import TaskIdFactory
@@ -82,6 +83,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     max_depth=settings.max_json_depth,
                 ),
                 callback_policy=CallbackPolicy(settings.allowed_callback_networks),
+                credentials=(
+                    CredentialBox(settings.secret_key)
+                    if settings.upstream_auth == "passthrough" and settings.secret_key
+                    else None
+                ),
             )
             log.info("api instance %04d ready, redis %s", instance, settings.redis_url)
             yield

@@ -93,7 +93,14 @@ class Broker:
         self._queue_names[queue_id] = name
 
     # -- API side -----------------------------------------------------------------------
-    async def put(self, task_id: TaskId, request: PutRequest, tenant: str, timeout_s: int) -> None:
+    async def put(
+        self,
+        task_id: TaskId,
+        request: PutRequest,
+        tenant: str,
+        timeout_s: int,
+        sealed_upstream_key: bytes | None = None,
+    ) -> None:
         """Store the task record and enqueue it, in one atomic step (QueueFull: nothing stored)."""
         created = now_ms()
         deadline = created + timeout_s * 1000
@@ -112,6 +119,8 @@ class Broker:
             "deadline": deadline,
             "attempts": 0,
         }
+        if sealed_upstream_key is not None:
+            record["upstream_key"] = sealed_upstream_key
         entry = await self.scripts.put(
             self.keys.task(request.queue, text_id),
             self.keys.stream(request.queue, request.level),
@@ -167,6 +176,13 @@ class Broker:
         return CancelResult(Status(previous), updated or record)
 
     # -- worker side --------------------------------------------------------------------
+    async def sealed_upstream_key(self, queue: str, text_id: str) -> bytes | None:
+        """The caller's encrypted upstream key (passthrough auth), while the job runs."""
+        key: bytes | None = await cast(
+            Awaitable[bytes | None], self.redis.hget(self.keys.task(queue, text_id), "upstream_key")
+        )
+        return key
+
     async def load(self, queue: str, text_id: str) -> TaskRecord | None:
         """The task record as workers see it (no tenant check)."""
         raw = await cast(

@@ -32,14 +32,15 @@ async def put(request: Request) -> Response:
         except UnsafeDestination as exc:
             raise BadRequest(str(exc)) from None
     tenant = principal.tenant
+    sealed = state.sealed_key(request)
     timeout = job.timeout or state.default_timeout(job.response_mode)
     queue_id = await state.broker.queue_id(job.queue)
     task_id = state.ids.make(queue_id, job.level, job.response_mode)
     if job.response_mode is ResponseMode.BLOCKING:
-        return await waiting.blocking(state, request, job, task_id, tenant, timeout)
+        return await waiting.blocking(state, request, job, task_id, tenant, timeout, sealed)
     if job.response_mode is ResponseMode.STREAMING:
-        return await waiting.streaming(state, request, job, task_id, tenant, timeout)
-    await state.broker.put(task_id, job, tenant, timeout)
+        return await waiting.streaming(state, request, job, task_id, tenant, timeout, sealed)
+    await state.broker.put(task_id, job, tenant, timeout, sealed)
     return ok(str(task_id))
 
 

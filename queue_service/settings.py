@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .outbound import IPNetwork, parse_networks
@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     upstream_api_key: str | None = None
     upstream_timeout: float = Field(default=600.0, gt=0)
     upstreams_file: str | None = None
+    upstream_auth: Literal["server", "passthrough"] = "server"
+    secret_key: str | None = None
     upstream_max_retries: int = Field(default=3, ge=0)
     upstream_retry_backoff: float = Field(default=0.5, gt=0)
     upstream_retry_backoff_max: float = Field(default=30.0, gt=0)
@@ -63,6 +65,12 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
+
+    @model_validator(mode="after")
+    def _passthrough_needs_a_secret(self) -> Settings:
+        if self.upstream_auth == "passthrough" and not self.secret_key:
+            raise ValueError("QUEUE_UPSTREAM_AUTH=passthrough needs QUEUE_SECRET_KEY")
+        return self
 
     @field_validator("callback_allowed_networks")
     @classmethod

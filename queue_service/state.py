@@ -10,6 +10,7 @@ from starlette.requests import Request
 
 from .auth import Authenticator, Principal
 from .broker import Broker, now_ms
+from .credentials import CredentialBox, caller_upstream_key
 from .errors import TooManyRequests
 from .hub import PubSubHub
 from .ids import TaskIdFactory
@@ -28,6 +29,13 @@ class AppState:
     auth: Authenticator
     put_context: PutContext
     callback_policy: CallbackPolicy
+    credentials: CredentialBox | None
+    """Set when callers' own keys go upstream (QUEUE_UPSTREAM_AUTH=passthrough)."""
+
+    def sealed_key(self, request: Request) -> bytes | None:
+        if self.credentials is None:
+            return None
+        return self.credentials.seal(caller_upstream_key(request))
 
     async def admit(self, request: Request) -> Principal:
         """Who the request is (401 if nobody), within their rate limit (429 if not)."""

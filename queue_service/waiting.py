@@ -82,12 +82,18 @@ async def _abandon(state: AppState, task_id: str, tenant: str, reason: str) -> N
 
 
 async def blocking(
-    state: AppState, request: Request, job: PutRequest, task_id: TaskId, tenant: str, timeout_s: int
+    state: AppState,
+    request: Request,
+    job: PutRequest,
+    task_id: TaskId,
+    tenant: str,
+    timeout_s: int,
+    sealed_key: bytes | None,
 ) -> Response:
     text_id = str(task_id)
     deadline = time.monotonic() + timeout_s
     async with state.hub.subscribe(state.broker.keys.task_channel(job.queue, text_id)) as events:
-        await state.broker.put(task_id, job, tenant, timeout_s)
+        await state.broker.put(task_id, job, tenant, timeout_s, sealed_key)
         try:
             while True:
                 event = await wait_or_leave(request, events.next(), deadline - time.monotonic())
@@ -120,7 +126,13 @@ class RelayResponse(StreamingResponse):
 
 
 async def streaming(
-    state: AppState, request: Request, job: PutRequest, task_id: TaskId, tenant: str, timeout_s: int
+    state: AppState,
+    request: Request,
+    job: PutRequest,
+    task_id: TaskId,
+    tenant: str,
+    timeout_s: int,
+    sealed_key: bytes | None,
 ) -> Response:
     text_id = str(task_id)
     deadline = time.monotonic() + timeout_s
@@ -134,7 +146,7 @@ async def streaming(
         await subscribing.__aexit__(None, None, None)
 
     try:
-        await state.broker.put(task_id, job, tenant, timeout_s)
+        await state.broker.put(task_id, job, tenant, timeout_s, sealed_key)
         first = await wait_or_leave(request, events.next(), deadline - time.monotonic())
     except BaseException as exc:  # no stream to relay: clean up here, not in close()
         await _abandon(state, text_id, tenant, _reason(exc))

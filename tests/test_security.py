@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from queue_service.app import create_app
 from queue_service.auth import Authenticator, KeyFileError
+from queue_service.keys import Keys
 from queue_service.outbound import CallbackPolicy, UnsafeDestination, parse_networks
 from queue_service.settings import Settings
 from queue_service.signing import signature_headers, verify_callback
@@ -277,3 +278,42 @@ async def test_an_upstream_answer_over_the_size_limit_fails_clearly(
         response = await api.post("/v1/queue/put", json=big)
         assert response.status_code == 502
         assert "went past 20 events" in response.json()["error"]["message"]
+
+
+async def test_passthrough_sends_the_callers_key_upstream_and_keeps_it_only_encrypted(
+    settings: Settings,
+    redis: Any,
+    receiver: tuple[str, CallbackReceiver],
+    mock_upstream: tuple[str, Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url, inbox = receiver
+    passthrough = Settings(
+        **{**settings.model_dump(), "upstream_auth": "passthrough", "secret_key": "server-secret"}
+    )
+    caller_key = "sk-caller-own-key-42"
+    async with (
+        serve(create_app(passthrough)) as api_url,
+        httpx.AsyncClient(base_url=api_url) as client,
+    ):
+        headers = {"x-upstream-api-key": caller_key}
+        task_id = (await client.post("/v1/queue/put", json=job(url), headers=headers)).json()[
+            "data"
+        ]
+        keys = Keys(settings.key_prefix)
+        stored = await redis.hget(keys.task("secure", task_id), "upstream_key")
+        assert stored
+        assert caller_key.encode() not in stored  # encrypted at rest
+        async with running_worker(passthrough):
+            (callback,) = await inbox.wait_for(1)
+        view = (await client.get(f"/v1/queue/{task_id}")).json()
+    (request,) = mock_upstream[1].state.mock_requests
+    assert request.headers["authorization"] == f"Bearer {caller_key}"
+    assert await redis.hget(keys.task("secure", task_id), "upstream_key") is None  # gone
+    for seen in (orjson.dumps(callback).decode(), orjson.dumps(view).decode(), caplog.text):
+        assert caller_key not in seen
+
+
+def test_passthrough_without_a_secret_is_refused_at_start_up() -> None:
+    with pytest.raises(ValidationError, match="needs QUEUE_SECRET_KEY"):
+        Settings(upstream_auth="passthrough")

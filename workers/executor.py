@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 import anyio
 import orjson
 
 from queue_service.broker import Broker
+from queue_service.credentials import CredentialBox
 from queue_service.models import TERMINAL_STATUSES, ResponseMode, Status
 from queue_service.task import Outcome, TaskRecord
 
@@ -38,7 +40,9 @@ class JobExecutor:
         callbacks: CallbackSender,
         worker_name: str,
         max_deliveries: int,
+        credentials: CredentialBox | None = None,
     ) -> None:
+        self.credentials = credentials
         self.broker = broker
         self.max_deliveries = max_deliveries
         self.caller = caller
@@ -124,6 +128,7 @@ class JobExecutor:
             message = f"no adapter serves {record.endpoint}"
             return Outcome.error(Status.FAILED, 400, message, "invalid_request")
         data: dict[str, Any] = orjson.loads(record.data)
+        route = await self._with_callers_key(record, route)
         relay = record.mode is ResponseMode.STREAMING
         if relay:
             data["stream"] = True
@@ -135,6 +140,14 @@ class JobExecutor:
                 return await self.caller.call(record, adapter, route, data, relay)
         except TimeoutError:
             return Outcome.error(Status.TIMEOUT, 408, "job timed out", "timeout")
+
+    async def _with_callers_key(self, record: TaskRecord, route: Route) -> Route:
+        """With passthrough auth, the route's upstream takes the caller's own key."""
+        if self.credentials is None:
+            return route
+        sealed = await self.broker.sealed_upstream_key(record.queue, record.task_id)
+        key = self.credentials.open(sealed) if sealed else None
+        return replace(route, upstream=replace(route.upstream, api_key=key))
 
     async def _finish(self, entry: Entry, record: TaskRecord, outcome: Outcome) -> None:
         won = await self.broker.finish(

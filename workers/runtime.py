@@ -14,6 +14,7 @@ from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
 from queue_service.broker import Broker
+from queue_service.credentials import CredentialBox
 from queue_service.keys import Keys
 from queue_service.outbound import CallbackPolicy
 from queue_service.settings import Settings
@@ -86,6 +87,9 @@ class WorkerRuntime:
             self.callbacks,
             self.name,
             settings.max_deliveries,
+            CredentialBox(settings.secret_key)
+            if settings.upstream_auth == "passthrough" and settings.secret_key
+            else None,
         )
         self.consumer = StreamConsumer(
             self.broker,

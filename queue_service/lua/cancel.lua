@@ -13,6 +13,7 @@ if status ~= 'queued' and status ~= 'running' then
 end
 redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', ARGV[1],
   'status_code', ARGV[8], 'content_type', 'application/json', 'result', ARGV[7])
+redis.call('HDEL', KEYS[1], 'upstream_key')
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 if status == 'queued' then
   redis.call('XDEL', KEYS[2], redis.call('HGET', KEYS[1], 'entry'))

@@ -9,6 +9,7 @@
 -- ARGV[7] task id, ARGV[8..] outcome field/value pairs (status first)
 redis.call('XACK', KEYS[2], ARGV[2], ARGV[1])
 redis.call('XDEL', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[1], 'upstream_key')  -- a caller's own key lives only while the job runs
 local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'queued' and status ~= 'running' then
   return 0
