@@ -11,6 +11,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from . import statistics
 from .errors import QueueFull
 from .events import encode_done
 from .ids import TaskId
@@ -77,6 +78,18 @@ class Broker:
         raw = await cast(Awaitable[dict[bytes, bytes]], self.redis.hgetall(self.keys.queue_ids))
         return {name.decode(): int(queue_id) for name, queue_id in raw.items()}
 
+    async def paused_queues(self) -> set[str]:
+        members = await cast(Awaitable[set[bytes]], self.redis.smembers(self.keys.paused))
+        return {member.decode() for member in members}
+
+    async def set_paused(self, name: str, paused: bool) -> None:
+        """Pause (workers take none of its jobs; puts still accepted) or resume a queue."""
+        if paused:
+            await cast(Awaitable[int], self.redis.sadd(self.keys.paused, name))
+        else:
+            await cast(Awaitable[int], self.redis.srem(self.keys.paused, name))
+        await self.redis.publish(self.keys.new_queue_channel, name)  # workers look again
+
     async def ensure_groups(self, name: str) -> None:
         """Create both level streams of a queue and their consumer group, if missing."""
         for level in (0, 1):
@@ -121,13 +134,20 @@ class Broker:
         }
         if sealed_upstream_key is not None:
             record["upstream_key"] = sealed_upstream_key
+        queue, level, mode = request.queue, request.level, request.response_mode.value
         entry = await self.scripts.put(
-            self.keys.task(request.queue, text_id),
-            self.keys.stream(request.queue, request.level),
+            [
+                self.keys.task(queue, text_id),
+                self.keys.stream(queue, level),
+                self.keys.queue_stats(queue),
+                self.keys.queue_tenants(queue),
+            ],
             text_id,
             deadline - created + self.retention_ms,
             self.max_waiting,
             CONSUMER_GROUP,
+            statistics.field("put", level=level, mode=mode),
+            tenant,
             record,
         )
         if entry is None:
@@ -217,42 +237,40 @@ class Broker:
         """Send an event (`events.encode_*`) to whoever waits on the task."""
         await self.redis.publish(self.keys.task_channel(queue, text_id), event)
 
-    async def finish(
-        self,
-        queue: str,
-        level: int,
-        text_id: str,
-        entry: str,
-        outcome: Outcome,
-        mode: ResponseMode,
-    ) -> bool:
+    async def finish(self, record: TaskRecord, entry: str, outcome: Outcome) -> bool:
         """Store the outcome (first one wins) and ack the entry; True if this one won.
 
         A blocking or streaming waiter gets the body in the completion event; a callback job
-        becomes due for its callback.
+        becomes due for its callback; the queue's statistics count the job.
         """
+        finished = now_ms()
         fields: Fields = {
             "status": outcome.status.value,
             "status_code": outcome.status_code,
             "content_type": outcome.content_type,
             "result": outcome.body,
-            "finished_at": now_ms(),
+            "finished_at": finished,
         }
-        callback = mode is ResponseMode.CALLBACK
+        callback = record.mode is ResponseMode.CALLBACK
         body = b"" if callback else outcome.body
         event = encode_done(outcome.status, outcome.status_code, outcome.content_type, body)
+        queue, text_id = record.queue, record.task_id
         return await self.scripts.finish(
-            self.keys.task(queue, text_id),
-            self.keys.stream(queue, level),
-            self.keys.callbacks_due(queue),
+            [
+                self.keys.task(queue, text_id),
+                self.keys.stream(queue, record.level),
+                self.keys.callbacks_due(queue),
+                self.keys.queue_stats(queue),
+            ],
             entry,
             CONSUMER_GROUP,
             self.retention_ms,
             self.keys.task_channel(queue, text_id),
             event,
-            now_ms() + CALLBACK_SETTLE_MS if callback else 0,
+            finished + CALLBACK_SETTLE_MS if callback else 0,
             text_id,
             fields,
+            _finish_statistics(record, outcome, finished),
         )
 
     async def record_callback(
@@ -275,6 +293,11 @@ class Broker:
         }
         due = self.keys.callbacks_due(record.queue)
         await self.scripts.update(self.keys.task(record.queue, record.task_id), fields)
+        stats = self.keys.queue_stats(record.queue)
+        await cast(
+            Awaitable[float],
+            self.redis.hincrbyfloat(stats, statistics.field("callbacks", result=state), 1),
+        )
         if next_attempt_ms is None:
             await self.redis.zrem(due, record.task_id)
         else:
@@ -305,3 +328,21 @@ class Broker:
             self.keys.callbacks_due(queue), "-inf", now_ms(), start=0, num=limit
         )
         return [task_id.decode() for task_id in ids]
+
+
+def _finish_statistics(record: TaskRecord, outcome: Outcome, finished: int) -> dict[str, float]:
+    labels = {"level": record.level, "mode": record.mode.value}
+    counts: dict[str, float] = {
+        statistics.field("finished", status=outcome.status.value, **labels): 1,
+        statistics.field("upstream_status", code=outcome.status_code): 1,
+    }
+    counts |= statistics.observe(
+        "end_to_end_seconds", (finished - record.created_at) / 1000, **labels
+    )
+    if record.started_at is not None:
+        started = record.started_at
+        counts |= statistics.observe(
+            "pickup_seconds", (started - record.created_at) / 1000, **labels
+        )
+        counts |= statistics.observe("run_seconds", (finished - started) / 1000, **labels)
+    return counts

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from .logs import configure_logging
 from .settings import Settings
+from .submit import add_parser as add_submit_parser
 
 
 def _api(args: argparse.Namespace) -> None:
@@ -33,6 +34,10 @@ def _api(args: argparse.Namespace) -> None:
 
 
 def _worker(args: argparse.Namespace) -> None:
+    if args.check:
+        from .operator_cli import check_workers
+
+        sys.exit(check_workers(Settings()))
     from workers.entry import ResilientWorker, check_configuration, use_uvloop, worker_settings
 
     overrides = {"concurrency": args.concurrency} if args.concurrency else {}
@@ -56,6 +61,18 @@ def _mock_upstream(args: argparse.Namespace) -> None:
     uvicorn.run(
         create_mock_app(config), host=args.host, port=args.port, log_config=None, access_log=False
     )
+
+
+def _stats(args: argparse.Namespace) -> None:
+    from .operator_cli import print_stats
+
+    print_stats(Settings())
+
+
+def _workers(args: argparse.Namespace) -> None:
+    from .operator_cli import print_workers
+
+    print_workers(Settings())
 
 
 def _dead_letters(args: argparse.Namespace) -> None:
@@ -84,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="run one worker process")
     worker.add_argument("--queues", help="comma-separated queue names (default: every queue)")
     worker.add_argument("--concurrency", type=int, help="job slots (default QUEUE_CONCURRENCY)")
+    worker.add_argument(
+        "--check", action="store_true", help="exit 0 while a worker of this deployment is alive"
+    )
     worker.set_defaults(run=_worker)
 
     dev = commands.add_parser("dev", help="API, a worker, mock upstream (and Redis) in one go")
@@ -96,9 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     mock.add_argument("--ttft", type=float, default=0.0, help="seconds to the first token")
     mock.add_argument("--token-latency", type=float, default=0.0, help="seconds per token")
     mock.set_defaults(run=_mock_upstream)
+    commands.add_parser("stats", help="per-queue figures as a table").set_defaults(run=_stats)
+    commands.add_parser("workers", help="live workers").set_defaults(run=_workers)
     dead = commands.add_parser("dead-letters", help="list callbacks given up on")
     dead.add_argument("--redeliver", action="store_true", help="send them all again")
     dead.set_defaults(run=_dead_letters)
+    add_submit_parser(commands)
     return parser
 
 

@@ -40,6 +40,16 @@ class Keys:
         return f"{self.prefix}:rate:{key_id}"
 
     @property
+    def workers(self) -> str:
+        """Hash: worker name -> its latest heartbeat (JSON: host, pid, queues, slots, ...)."""
+        return f"{self.prefix}:workers"
+
+    @property
+    def paused(self) -> str:
+        """Set: names of paused queues (puts accepted, workers take none of their jobs)."""
+        return f"{self.prefix}:paused"
+
+    @property
     def cancel_channel(self) -> str:
         """Pub/sub channel on which cancelled task ids are announced to workers."""
         return f"{self.prefix}:cancel"
@@ -100,6 +110,14 @@ class Keys:
     def dead_letters(self) -> str:
         """Sorted set: `queue/task id` of callbacks given up on -> when (ms)."""
         return f"{self.prefix}:dead-letters"
+
+    def queue_stats(self, queue: str) -> str:
+        """Hash: statistic (`name|label=value|...`) -> count or sum (see statistics.py)."""
+        return f"{self.prefix}:{{{queue}}}:stats"
+
+    def queue_tenants(self, queue: str) -> str:
+        """Set: the tenants that have put jobs on the queue (whose stats they may read)."""
+        return f"{self.prefix}:{{{queue}}}:tenants"
 
     def task_channel(self, queue: str, task_id: str) -> str:
         """Pub/sub channel carrying a task's events (stream chunks, completion)."""

@@ -130,6 +130,9 @@ TASK_ID = {
 }
 
 
+QUEUE = {"name": "queue", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
 def openapi_document(endpoints: frozenset[str], max_timeout: int) -> dict[str, Any]:
     put_answer = {
         "description": (
@@ -185,6 +188,43 @@ def openapi_document(endpoints: frozenset[str], max_timeout: int) -> dict[str, A
                     "responses": {
                         "200": _json(_ref(TaskAnswer), "the task, now cancelled"),
                         **_errors(401, 404, 409, 429, 503),
+                    },
+                }
+            },
+            "/v1/queue/{queue}/stats": {
+                "get": {
+                    "summary": "A queue's figures (admins: any queue; others: queues they use)",
+                    "operationId": "queue_stats",
+                    "parameters": [QUEUE],
+                    "responses": {
+                        "200": _json({"type": "object"}, "waiting, in flight, totals, workers"),
+                        **_errors(401, 403, 404, 429, 503),
+                    },
+                }
+            },
+            **{
+                f"/v1/queue/{{queue}}/{action}": {
+                    "post": {
+                        "summary": f"{action.capitalize()} a queue (admin keys only)",
+                        "operationId": f"{action}_queue",
+                        "parameters": [QUEUE],
+                        "responses": {
+                            "200": _json({"type": "object"}, f"the queue, {action}d"),
+                            **_errors(401, 403, 404, 429, 503),
+                        },
+                    }
+                }
+                for action in ("pause", "resume")
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "security": [],
+                    "responses": {
+                        "200": {
+                            "description": "text exposition",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
                     },
                 }
             },

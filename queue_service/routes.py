@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Awaitable
+from typing import cast
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import waiting
+from . import stats, waiting
 from .body import parse_model, read_json_bytes
-from .errors import BadRequest, Conflict, TaskNotFound
-from .models import TERMINAL_STATUSES, PutRequest, ResponseMode
+from .errors import BadRequest, Conflict, Forbidden, TaskNotFound
+from .models import QUEUE_NAME_PATTERN, TERMINAL_STATUSES, PutRequest, ResponseMode
 from .outbound import UnsafeDestination
 from .responses import ok
 from .state import AppState
@@ -66,8 +70,51 @@ async def cancel_task(request: Request) -> Response:
     return ok(result.record.public_view())
 
 
+async def _visible_queue(state: AppState, request: Request) -> str:
+    """The path's queue, if this key may see it: admins all, others the queues they use."""
+    principal = await state.admit(request)
+    queue: str = request.path_params["queue"]
+    if not re.fullmatch(QUEUE_NAME_PATTERN, queue) or queue not in await state.broker.queues():
+        raise TaskNotFound(f"queue {queue} not found")
+    if principal.admin:
+        return queue
+    if principal.queues is not None:
+        principal.check_queue(queue)
+        return queue
+    tenants = state.broker.keys.queue_tenants(queue)
+    if not await cast(Awaitable[int], state.redis.sismember(tenants, principal.tenant)):
+        raise TaskNotFound(f"queue {queue} not found")
+    return queue
+
+
+async def queue_stats(request: Request) -> Response:
+    state = _state(request)
+    queue = await _visible_queue(state, request)
+    return ok(await stats.queue_stats(state.broker, queue))
+
+
+async def pause_queue(request: Request) -> Response:
+    return await _set_paused(request, paused=True)
+
+
+async def resume_queue(request: Request) -> Response:
+    return await _set_paused(request, paused=False)
+
+
+async def _set_paused(request: Request, paused: bool) -> Response:
+    state = _state(request)
+    if not (await state.admit(request)).admin:
+        raise Forbidden("pausing and resuming queues takes an admin key")
+    queue = await _visible_queue(state, request)
+    await state.broker.set_paused(queue, paused)
+    return ok({"queue": queue, "paused": paused})
+
+
 ROUTES = [
     Route("/v1/queue/put", put, methods=["POST"]),
     Route("/v1/queue/{task_id}", get_task, methods=["GET"]),
     Route("/v1/queue/{task_id}/cancel", cancel_task, methods=["POST"]),
+    Route("/v1/queue/{queue}/stats", queue_stats, methods=["GET"]),
+    Route("/v1/queue/{queue}/pause", pause_queue, methods=["POST"]),
+    Route("/v1/queue/{queue}/resume", resume_queue, methods=["POST"]),
 ]

@@ -57,17 +57,21 @@ class Scripts:
 
     async def put(
         self,
-        task_key: str,
-        stream_key: str,
+        keys: list[str],
         task_id: str,
         ttl_ms: int,
         max_waiting: int,
         group: str,
+        statistic: str,
+        tenant: str,
         record: Fields,
     ) -> bytes | None:
-        """Store the record and XADD the id; the entry id, or None when the queue is full."""
-        args = [task_id, ttl_ms, max_waiting, group, *_flatten(record)]
-        entry: bytes | None = await self._put(keys=[task_key, stream_key], args=args)
+        """Store the record and XADD the id; the entry id, or None when the queue is full.
+
+        `keys`: task record, level stream, queue stats, queue's tenants.
+        """
+        args = [task_id, ttl_ms, max_waiting, group, statistic, tenant, *_flatten(record)]
+        entry: bytes | None = await self._put(keys=keys, args=args)
         return entry
 
     async def start(self, task_key: str, now_ms: int, worker: str) -> dict[bytes, bytes] | None:
@@ -79,9 +83,7 @@ class Scripts:
 
     async def finish(
         self,
-        task_key: str,
-        stream_key: str,
-        due_key: str,
+        keys: list[str],
         entry: str,
         group: str,
         retention_ms: int,
@@ -90,19 +92,17 @@ class Scripts:
         callback_due_ms: int,
         task_id: str,
         outcome: Fields,
+        statistics: dict[str, float],
     ) -> bool:
-        """Store the outcome unless one is stored already; ack the entry either way."""
-        args: list[Any] = [
-            entry,
-            group,
-            retention_ms,
-            channel,
-            event,
-            callback_due_ms,
-            task_id,
-            *_flatten(outcome),
-        ]
-        return bool(await self._finish(keys=[task_key, stream_key, due_key], args=args))
+        """Store the outcome unless one is stored already; ack the entry either way.
+
+        `keys`: task record, level stream, callbacks-due set, queue stats.
+        """
+        args: list[Any] = [entry, group, retention_ms, channel, event, callback_due_ms, task_id]
+        args += [len(outcome), *_flatten(outcome)]
+        for name, amount in statistics.items():
+            args += (name, amount)
+        return bool(await self._finish(keys=keys, args=args))
 
     async def cancel(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
@@ -10,6 +11,7 @@ from .errors import ServiceUnavailable
 from .openapi import openapi_document
 from .responses import OrjsonResponse
 from .state import AppState
+from .stats import prometheus_text
 
 DOCS_PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>queue-service API</title>
@@ -39,6 +41,11 @@ async def openapi(request: Request) -> Response:
     return OrjsonResponse(openapi_document(context.endpoints, context.max_timeout))
 
 
+async def metrics(request: Request) -> Response:
+    state: AppState = request.app.state.queue
+    return Response(await prometheus_text(state.broker), media_type=CONTENT_TYPE_LATEST)
+
+
 async def docs(request: Request) -> Response:
     return HTMLResponse(DOCS_PAGE)
 
@@ -48,4 +55,5 @@ SYSTEM_ROUTES = [
     Route("/readyz", readyz, methods=["GET"]),
     Route("/openapi.json", openapi, methods=["GET"]),
     Route("/docs", docs, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
 ]

@@ -48,8 +48,8 @@ async def test_the_first_outcome_wins(redis: Redis, prefix: str, api: httpx.Asyn
     assert record is not None
     first = Outcome(Status.SUCCEEDED, 200, b'{"first":true}')
     second = Outcome(Status.FAILED, 500, b'{"second":true}')
-    assert await broker.finish("recovery", 1, task_id, record.entry, first, record.mode)
-    assert not await broker.finish("recovery", 1, task_id, record.entry, second, record.mode)
+    assert await broker.finish(record, record.entry, first)
+    assert not await broker.finish(record, record.entry, second)
     stored = await broker.load("recovery", task_id)
     assert stored is not None
     assert stored.outcome == first

@@ -42,6 +42,10 @@ async def test_the_openapi_document_describes_every_route(api: httpx.AsyncClient
         "/v1/queue/put",
         "/v1/queue/{task_id}",
         "/v1/queue/{task_id}/cancel",
+        "/v1/queue/{queue}/stats",
+        "/v1/queue/{queue}/pause",
+        "/v1/queue/{queue}/resume",
+        "/metrics",
         "/healthz",
         "/readyz",
     }

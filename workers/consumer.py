@@ -75,6 +75,7 @@ class StreamConsumer:
         self._streams: dict[int, list[str]] = {ONLINE: [], OFFLINE: []}
         self._stream_owner: dict[bytes, tuple[str, int]] = {}
         self._running: dict[int, int] = {ONLINE: 0, OFFLINE: 0}
+        self.jobs_done = 0
         self._jobs: dict[str, tuple[Entry, asyncio.Task[None]]] = {}
         self._wake = asyncio.Event()
         """Set when a slot frees, a queue is added or the consumer stops."""
@@ -220,6 +221,7 @@ class StreamConsumer:
 
     def _job_done(self, entry: Entry) -> None:
         self._running[entry.level] -= 1
+        self.jobs_done += 1
         self._jobs.pop(entry.task_id, None)
         self._wake.set()
         if entry.level == OFFLINE and self._blocked_online_only:
@@ -246,7 +248,8 @@ class StreamConsumer:
             return
         self._refreshed_at = now
         queues = await self.broker.queues()
-        names = sorted(name for name in queues if self._wanted(name))
+        paused = await self.broker.paused_queues()
+        names = sorted(name for name in queues if self._wanted(name) and name not in paused)
         known = {queue for queue, _ in self._stream_owner.values()}
         for name in names:
             if name not in known:

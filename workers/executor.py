@@ -150,14 +150,7 @@ class JobExecutor:
         return replace(route, upstream=replace(route.upstream, api_key=key))
 
     async def _finish(self, entry: Entry, record: TaskRecord, outcome: Outcome) -> None:
-        won = await self.broker.finish(
-            entry.queue,
-            entry.level,
-            entry.task_id,
-            entry.entry_id,
-            outcome,
-            record.mode,
-        )
+        won = await self.broker.finish(record, entry.entry_id, outcome)
         elapsed = (time.time() * 1000 - record.created_at) / 1000
         log.info(
             "task %s %s (status code %d) after %.3fs",

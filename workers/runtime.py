@@ -7,9 +7,11 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 
 import httpx
+import orjson
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
@@ -30,10 +32,13 @@ from .upstream_call import RetryPolicy, SizeLimits, UpstreamCaller
 
 log = logging.getLogger("workers.runtime")
 
+HEARTBEAT_INTERVAL = 2.0
+
 
 class WorkerRuntime:
     def __init__(self, settings: Settings, queues: frozenset[str] | None, arq: ArqRedis) -> None:
         self.settings = settings
+        self.queues = queues
         self.name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         keys = Keys(settings.key_prefix)
         self.keys = keys
@@ -110,6 +115,7 @@ class WorkerRuntime:
             asyncio.create_task(self.consumer.run(), name="stream consumer"),
             asyncio.create_task(self._listen(), name="announcement listener"),
             asyncio.create_task(self._keep_alive(), name="in-flight keep-alive"),
+            asyncio.create_task(self._heartbeat(), name="heartbeat"),
         ]
         log.info(
             "worker %s consuming with %d slots (%d reserved for online)",
@@ -131,10 +137,31 @@ class WorkerRuntime:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self.redis.hdel(self.keys.workers, self.name)
         await self.upstream_http.aclose()
         await self.callback_http.aclose()
         await self.blocking_redis.aclose()
         await self.redis.aclose()
+
+    async def _heartbeat(self) -> None:
+        """Say who this worker is and how busy, for `queue-service workers`, stats, metrics."""
+        while True:
+            beat = {
+                "name": self.name,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "queues": sorted(self.queues) if self.queues is not None else None,
+                "slots": self.consumer.concurrency,
+                "in_flight": self.consumer.in_flight,
+                "jobs_done": self.consumer.jobs_done,
+                "seen_at": time.time(),
+            }
+            try:
+                await self.redis.hset(self.keys.workers, self.name, orjson.dumps(beat))
+            except Exception:
+                log.warning("heartbeat failed", exc_info=True)
+            await asyncio.sleep(HEARTBEAT_INTERVAL)
 
     async def _keep_alive(self) -> None:
         """Touch in-flight entries well within the visibility timeout (see recovery.py)."""
