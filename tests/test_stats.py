@@ -1,0 +1,151 @@
+"""Operators' view: metrics after a known workload, queue stats, workers, pause/resume."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+from arq.worker import Worker
+
+from queue_service.operator_cli import print_stats, print_workers
+from queue_service.settings import Settings
+from tests.servers import CallbackReceiver
+
+from .conftest import running_worker
+
+
+def job(callback_url: str, level: int = 1, **mock: Any) -> dict[str, Any]:
+    return {
+        "queue": "ops",
+        "endpoint": "/v1/chat/completions",
+        "level": level,
+        "data": {"model": "m", "messages": [{"role": "user", "content": "x"}], "mock": mock},
+        "callback_url": callback_url,
+    }
+
+
+def metric(text: str, line_start: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(line_start):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no metric line starts with {line_start!r}")
+
+
+async def settle(api: httpx.AsyncClient, task_ids: list[str]) -> None:
+    async with asyncio.timeout(15):
+        for task_id in task_ids:
+            while (await api.get(f"/v1/queue/{task_id}")).json()["data"]["callback"][
+                "status"
+            ] not in ("delivered", "failed"):
+                await asyncio.sleep(0.02)
+
+
+async def test_metrics_after_a_known_workload(
+    api: httpx.AsyncClient, worker: Worker, receiver: tuple[str, CallbackReceiver]
+) -> None:
+    url, inbox = receiver
+    ids = [(await api.post("/v1/queue/put", json=job(url))).json()["data"] for _ in range(3)]
+    ids.append((await api.post("/v1/queue/put", json=job(url, level=0, status=400))).json()["data"])
+    await inbox.wait_for(4)
+    await settle(api, ids)
+    text = (await api.get("/metrics")).text
+    assert metric(text, 'queue_put_total{level="1",mode="callback",queue="ops"}') == 3
+    assert metric(text, 'queue_put_total{level="0",mode="callback",queue="ops"}') == 1
+    assert (
+        metric(
+            text, 'queue_finished_total{level="1",mode="callback",queue="ops",status="succeeded"}'
+        )
+        == 3
+    )
+    assert (
+        metric(text, 'queue_finished_total{level="0",mode="callback",queue="ops",status="failed"}')
+        == 1
+    )
+    assert metric(text, 'queue_upstream_status_total{code="200",queue="ops"}') == 3
+    assert metric(text, 'queue_upstream_status_total{code="400",queue="ops"}') == 1
+    assert metric(text, 'queue_callbacks_total{queue="ops",result="delivered"}') == 4
+    assert (
+        metric(text, 'queue_end_to_end_seconds_count{level="1",mode="callback",queue="ops"}') == 3
+    )
+    assert (
+        metric(text, 'queue_pickup_seconds_bucket{le="+Inf",level="1",mode="callback",queue="ops"}')
+        == 3
+    )
+    assert metric(text, 'queue_waiting_jobs{level="1",queue="ops"}') == 0
+    assert metric(text, "queue_workers ") >= 1
+
+
+async def test_queue_stats_show_waiting_totals_and_workers(
+    api: httpx.AsyncClient, settings: Settings, receiver: tuple[str, CallbackReceiver]
+) -> None:
+    url, inbox = receiver
+    for _ in range(2):
+        await api.post("/v1/queue/put", json=job(url))
+    stats = (await api.get("/v1/queue/ops/stats")).json()["data"]
+    assert stats["levels"]["1"]["waiting"] == 2
+    assert stats["levels"]["1"]["oldest_waiting_s"] >= 0
+    assert stats["totals"] == {"put": 2}
+    assert stats["workers"] == []
+    async with running_worker(settings) as worker:
+        await inbox.wait_for(2)
+        await asyncio.sleep(2.5)  # a heartbeat
+        stats = (await api.get("/v1/queue/ops/stats")).json()["data"]
+        assert stats["workers"] == [worker.ctx["runtime"].name]
+    assert stats["levels"]["1"] == {"waiting": 0, "in_flight": 0, "oldest_waiting_s": None}
+    assert stats["totals"]["succeeded"] == 2
+    assert (await api.get("/v1/queue/nope/stats")).status_code == 404
+
+
+async def test_a_paused_queue_accepts_puts_but_runs_nothing_until_resumed(
+    api: httpx.AsyncClient, worker: Worker, receiver: tuple[str, CallbackReceiver]
+) -> None:
+    url, inbox = receiver
+    await api.post("/v1/queue/put", json=job(url))
+    await inbox.wait_for(1)
+    assert (await api.post("/v1/queue/ops/pause")).json()["data"] == {
+        "queue": "ops",
+        "paused": True,
+    }
+    await asyncio.sleep(0.5)
+    assert (await api.post("/v1/queue/put", json=job(url))).status_code == 200
+    await asyncio.sleep(1.0)
+    assert len(inbox.received) == 1
+    assert (await api.get("/v1/queue/ops/stats")).json()["data"]["paused"] is True
+    await api.post("/v1/queue/ops/resume")
+    await inbox.wait_for(2)
+
+
+def test_operator_commands(settings: Settings, capsys: Any) -> None:
+    env = {
+        **os.environ,
+        "QUEUE_REDIS_URL": settings.redis_url,
+        "QUEUE_KEY_PREFIX": settings.key_prefix,
+    }
+    check = [str(Path(sys.executable).parent / "queue-service"), "worker", "--check"]
+    assert subprocess.run(check, env=env, capture_output=True, timeout=30).returncode == 1
+    print_stats(settings)
+    print_workers(settings)
+    out = capsys.readouterr().out
+    assert "queue  level  waiting" in out
+    assert "worker  host  pid" in out
+
+
+async def test_worker_check_passes_while_a_worker_lives(settings: Settings) -> None:
+    env = {
+        **os.environ,
+        "QUEUE_REDIS_URL": settings.redis_url,
+        "QUEUE_KEY_PREFIX": settings.key_prefix,
+    }
+    check = [str(Path(sys.executable).parent / "queue-service"), "worker", "--check"]
+    async with running_worker(settings):
+        await asyncio.sleep(0.3)
+        done = await asyncio.to_thread(
+            subprocess.run, check, env=env, capture_output=True, timeout=30
+        )
+    assert done.returncode == 0
+    assert b"1 worker(s) alive" in done.stdout
