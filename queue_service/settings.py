@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     upstream_api_key: str | None = None
     upstream_timeout: float = Field(default=600.0, gt=0)
     upstreams_file: str | None = None
+    schedule_file: str | None = None
     upstream_auth: Literal["server", "passthrough"] = "server"
     secret_key: str | None = None
     upstream_max_retries: int = Field(default=3, ge=0)

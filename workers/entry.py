@@ -22,6 +22,7 @@ from .adapters import Upstream
 from .callbacks import DELIVER_CALLBACK, deliver_callback, sweep_overdue_callbacks
 from .routing import RoutingError, RoutingTable
 from .runtime import WorkerRuntime
+from .schedule import ScheduleError, schedule_cron_jobs
 
 log = logging.getLogger("workers.entry")
 
@@ -56,7 +57,8 @@ def check_configuration(settings: Settings) -> None:
     """Fail before starting when the routing file is wrong (SystemExit with the reason)."""
     try:
         RoutingTable.load(settings.upstreams_file, Upstream(settings.upstream_url))
-    except RoutingError as exc:
+        schedule_cron_jobs(settings.schedule_file, settings.key_prefix, settings.max_timeout)
+    except (RoutingError, ScheduleError) as exc:
         raise SystemExit(f"queue-service worker: {exc}") from None
 
 
@@ -65,7 +67,10 @@ def worker_settings(settings: Settings, queues: frozenset[str] | None = None) ->
     keys = Keys(settings.key_prefix)
     return {
         "functions": [func(deliver_callback, name=DELIVER_CALLBACK, max_tries=1)],
-        "cron_jobs": [cron(sweep_overdue_callbacks, second={0}, unique=True)],
+        "cron_jobs": [
+            cron(sweep_overdue_callbacks, second={0}, unique=True),
+            *schedule_cron_jobs(settings.schedule_file, keys.prefix, settings.max_timeout),
+        ],
         "queue_name": keys.arq_queue,
         "health_check_key": keys.arq_health_check,
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),

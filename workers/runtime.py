@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 
 from queue_service.broker import Broker
 from queue_service.credentials import CredentialBox
+from queue_service.ids import TaskIdFactory
 from queue_service.keys import Keys
 from queue_service.outbound import CallbackPolicy
 from queue_service.settings import Settings
@@ -111,6 +112,8 @@ class WorkerRuntime:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
+        instance = int(await self.redis.incr(self.keys.instance_seq))
+        self.scheduler_ids = TaskIdFactory(instance)
         self._tasks = [
             asyncio.create_task(self.consumer.run(), name="stream consumer"),
             asyncio.create_task(self._listen(), name="announcement listener"),
