@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from .keys import CONSUMER_GROUP, Keys
 from .models import TERMINAL_STATUSES, PutRequest, ResponseMode, Status
 from .scripts import Fields, Scripts
 from .task import Outcome, TaskRecord
+
+log = logging.getLogger("queue_service.broker")
 
 CANCELLED_STATUS_CODE = 499  # nginx's "client closed request"
 QUEUE_FULL_RETRY_AFTER = 5
@@ -150,7 +153,9 @@ class Broker:
             tenant,
             record,
         )
-        if entry is None:
+        if entry is not None:
+            log.info("task %s queued (queue %s, level %d, mode %s)", text_id, queue, level, mode)
+        else:
             raise QueueFull(
                 f"queue {request.queue} level {request.level} already holds "
                 f"{self.max_waiting} waiting jobs; retry later",
@@ -192,6 +197,13 @@ class Broker:
         )
         if previous is None:
             return None
+        log.info(
+            "task %s cancelled (queue %s, level %d): %s",
+            text_id,
+            record.queue,
+            record.level,
+            reason,
+        )
         updated = await self.get(text_id, tenant)
         return CancelResult(Status(previous), updated or record)
 

@@ -149,3 +149,28 @@ async def test_worker_check_passes_while_a_worker_lives(settings: Settings) -> N
         )
     assert done.returncode == 0
     assert b"1 worker(s) alive" in done.stdout
+
+
+async def test_each_state_change_is_one_log_line_json_when_asked(
+    api: httpx.AsyncClient,
+    worker: Worker,
+    receiver: tuple[str, CallbackReceiver],
+    caplog: Any,
+) -> None:
+    import logging
+
+    import orjson
+
+    from queue_service.logs import JsonFormatter
+
+    caplog.set_level(logging.INFO)
+    url, inbox = receiver
+    task_id = (await api.post("/v1/queue/put", json=job(url))).json()["data"]
+    await inbox.wait_for(1)
+    lines = [r for r in caplog.records if task_id in r.getMessage()]
+    states = [r.getMessage().split()[2] for r in lines]
+    assert states[:3] == ["queued", "running", "succeeded"]
+    assert all("queue ops, level 1" in r.getMessage() for r in lines[:3])
+    entry = orjson.loads(JsonFormatter().format(lines[2]))
+    assert entry["level"] == "INFO"
+    assert task_id in entry["message"]

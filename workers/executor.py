@@ -115,7 +115,13 @@ class JobExecutor:
         if record.status is Status.QUEUED:  # start.lua left it: the deadline has passed
             outcome = Outcome.error(Status.TIMEOUT, 408, "deadline passed before start", "timeout")
             return record, outcome
-        log.info("task %s running (queue %s, level %d)", entry.task_id, entry.queue, entry.level)
+        log.info(
+            "task %s running (queue %s, level %d) %.3fs after its put",
+            entry.task_id,
+            entry.queue,
+            entry.level,
+            ((record.started_at or record.created_at) - record.created_at) / 1000,
+        )
         return record, await self._call(record, route or self._route(record))
 
     def _route(self, record: TaskRecord) -> Route:
@@ -153,9 +159,13 @@ class JobExecutor:
         won = await self.broker.finish(record, entry.entry_id, outcome)
         elapsed = (time.time() * 1000 - record.created_at) / 1000
         log.info(
-            "task %s %s (status code %d) after %.3fs",
+            "task %s %s (queue %s, level %d, status code %d) %.3fs after its put",
             entry.task_id,
-            outcome.status.value,
+            outcome.status.value
+            if won
+            else f"{outcome.status.value}, not recorded (finished before)",
+            entry.queue,
+            entry.level,
             outcome.status_code,
             elapsed,
         )
