@@ -202,7 +202,9 @@ def test_every_queue_variable_is_a_setting_and_redis_is_the_redis_service() -> N
 
 def test_workers_are_replicated_and_the_mock_only_runs_in_its_profile() -> None:
     assert service("worker")["deploy"]["replicas"] == 2
-    assert service("worker")["healthcheck"] == {"disable": True}  # no port for the image's check
+    check = service("worker")["healthcheck"]["test"]
+    assert check[1:] == ["queue-service", "worker", "--check"]
+    assert build_parser().parse_args(check[2:]).check
     assert service("mock-upstream")["profiles"] == ["mock"]
     assert "profiles" not in service("api")
     assert "profiles" not in service("worker")
