@@ -51,8 +51,12 @@ class TaskIdFactory:
     def __init__(self, instance: int) -> None:
         self.instance = instance % 10_000
         self._serials = itertools.count(1)
+        self._second = -1
+        self._stamp = ""
 
     def make(self, queue_id: int, level: int, mode: ResponseMode) -> TaskId:
-        stamp = time.strftime("%y%m%d%H%M%S", time.gmtime())
+        second = int(time.time())
+        if second != self._second:  # formatting the time is the costly part: once a second
+            self._second, self._stamp = second, time.strftime("%y%m%d%H%M%S", time.gmtime(second))
         serial = next(self._serials) % SERIAL_MODULUS
-        return TaskId(queue_id, level, mode, stamp, self.instance, serial)
+        return TaskId(queue_id, level, mode, self._stamp, self.instance, serial)

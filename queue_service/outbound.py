@@ -47,6 +47,24 @@ class CallbackPolicy:
     def __init__(self, allowed: tuple[IPNetwork, ...] = ()) -> None:
         self.allowed = allowed
         self._resolved: dict[str, tuple[float, list[IPAddress]]] = {}
+        self._verdicts: dict[str, tuple[float, str | None]] = {}
+
+    async def allows(self, url: str) -> None:
+        """UnsafeDestination unless the URL may be called back (verdicts cached per host)."""
+        host = urlsplit(url).hostname or ""
+        hit = self._verdicts.get(host)
+        if hit is None or hit[0] <= time.monotonic():
+            try:
+                await self.check(url)
+                refusal = None
+            except UnsafeDestination as exc:
+                refusal = str(exc)
+            hit = (time.monotonic() + _CACHE_SECONDS, refusal)
+            if len(self._verdicts) > 10_000:
+                self._verdicts.clear()
+            self._verdicts[host] = hit
+        if hit[1] is not None:
+            raise UnsafeDestination(hit[1])
 
     def address_allowed(self, address: IPAddress) -> bool:
         if any(address in network for network in self.allowed):

@@ -32,7 +32,7 @@ async def put(request: Request) -> Response:
     principal.check_queue(job.queue)
     if job.callback_url is not None:
         try:
-            await state.callback_policy.check(job.callback_url)
+            await state.callback_policy.allows(job.callback_url)
         except UnsafeDestination as exc:
             raise BadRequest(str(exc)) from None
     tenant = principal.tenant
