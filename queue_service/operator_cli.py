@@ -34,8 +34,8 @@ async def _stats(broker: Broker) -> str:
              "timeout", "cancelled", "paused", "workers"]]  # fmt: skip
     for queue in sorted(await broker.queues()):
         figures = await queue_stats(broker, queue)
-        totals = figures["totals"]
         for level, numbers in figures["levels"].items():
+            totals = numbers["totals"]
             oldest = numbers["oldest_waiting_s"]
             rows.append([
                 queue, level, str(numbers["waiting"]), str(numbers["in_flight"]),

@@ -64,20 +64,25 @@ async def queue_stats(broker: Broker, queue: str) -> dict[str, Any]:
         Awaitable[dict[bytes, bytes]], broker.redis.hgetall(broker.keys.queue_stats(queue))
     )
     totals: dict[str, int] = defaultdict(int)
+    by_level: dict[str, dict[str, int]] = {"0": defaultdict(int), "1": defaultdict(int)}
     for text, value in raw.items():
         name, labels = parse_field(text.decode())
-        if name == "finished":
-            totals[labels["status"]] += int(float(value))
-        elif name == "put":
-            totals["put"] += int(float(value))
+        key = labels["status"] if name == "finished" else name if name == "put" else None
+        if key is not None:
+            totals[key] += int(float(value))
+            by_level[labels["level"]][key] += int(float(value))
     workers = [
         w["name"] for w in await live_workers(broker) if w["queues"] is None or queue in w["queues"]
     ]
     paused = bool(await cast(Awaitable[int], broker.redis.sismember(broker.keys.paused, queue)))
+    levels = {}
+    for level in ("0", "1"):
+        levels[level] = await _level(broker, queue, int(level))
+        levels[level]["totals"] = dict(by_level[level])
     return {
         "queue": queue,
         "paused": paused,
-        "levels": {str(level): await _level(broker, queue, level) for level in (0, 1)},
+        "levels": levels,
         "totals": dict(totals),
         "workers": workers,
     }

@@ -96,7 +96,13 @@ async def test_queue_stats_show_waiting_totals_and_workers(
         await asyncio.sleep(2.5)  # a heartbeat
         stats = (await api.get("/v1/queue/ops/stats")).json()["data"]
         assert stats["workers"] == [worker.ctx["runtime"].name]
-    assert stats["levels"]["1"] == {"waiting": 0, "in_flight": 0, "oldest_waiting_s": None}
+    assert stats["levels"]["1"] == {
+        "waiting": 0,
+        "in_flight": 0,
+        "oldest_waiting_s": None,
+        "totals": {"put": 2, "succeeded": 2},
+    }
+    assert stats["levels"]["0"]["totals"] == {}
     assert stats["totals"]["succeeded"] == 2
     assert (await api.get("/v1/queue/nope/stats")).status_code == 404
 
