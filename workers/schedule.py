@@ -21,6 +21,7 @@ from typing import Any
 from arq.cron import CronJob, cron
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from queue_service.auth import NO_AUTH_TENANT
 from queue_service.broker import Broker
 from queue_service.ids import TaskIdFactory
 from queue_service.models import PutContext, PutRequest
@@ -130,9 +131,8 @@ def schedule_cron_jobs(path: str | None, prefix: str, max_timeout: int) -> list[
             ids: TaskIdFactory = runtime.scheduler_ids
             queue_id = await broker.queue_id(request.queue)
             task_id = ids.make(queue_id, 1, request.response_mode)
-            await broker.put(
-                task_id, request, "scheduler", request.timeout or runtime.settings.callback_timeout
-            )
+            timeout = request.timeout or runtime.settings.callback_timeout
+            await broker.put(task_id, request, NO_AUTH_TENANT, timeout)
             return str(task_id)
 
         jobs.append(
