@@ -3,9 +3,11 @@
 
     python scripts/bench.py [scenario ...] [--quick]
 
-Scenarios: pickup. Each prints a table and writes its section of BENCHMARKS.md with the
-machine and the command. Every figure sits next to a baseline from the same run: these
-machines are shared and noisy, so ratios and differences mean more than absolute numbers.
+Scenarios: pickup, blocking, streaming, held, throughput (all when none is named). Each
+prints a table and writes its section of BENCHMARKS.md with the machine and the command.
+Every figure sits next to a baseline from the same run: these machines are shared and
+noisy, so ratios and differences mean more than absolute numbers. `--quick` takes few
+samples, for a smoke run.
 """
 
 from __future__ import annotations
@@ -18,7 +20,11 @@ from collections.abc import Callable, Coroutine
 from typing import Any, NamedTuple
 
 import httpx
-from benchlib import MockUpstream, Stack, redis_for_bench, summary_ms, write_section
+from bench_blocking import blocking
+from bench_held import held
+from bench_streaming import streaming
+from bench_throughput import throughput
+from benchlib import MockUpstream, Stack, redis_for_bench, report, summary_ms
 from redis.asyncio import Redis
 
 from queue_service.broker import Broker
@@ -114,7 +120,7 @@ async def pickup(args: argparse.Namespace, redis_url: str) -> None:
         "End to end adds the client → API hop. Target: pickup median under 3 ms (arq's own",
         "queue polls every 500 ms).",
     ]
-    _report("pickup", args, table, notes)
+    report("pickup", args.command, table, notes)
 
 
 async def _timed(
@@ -141,20 +147,21 @@ async def _timed(
     return [Sample(sent, answered, arrivals[text]) for text, (sent, answered) in sent_at.items()]
 
 
-def _report(name: str, args: argparse.Namespace, table: list[str], notes: list[str]) -> None:
-    print(f"\n## {name}\n" + "\n".join(table) + "\n" + "\n".join(notes))
-    write_section(name, args.command, table, notes)
-
-
-SCENARIOS = {"pickup": pickup}
+SCENARIOS = {
+    "pickup": pickup,
+    "blocking": blocking,
+    "streaming": streaming,
+    "held": held,
+    "throughput": throughput,
+}
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("scenarios", nargs="*", choices=[*SCENARIOS, []], default=list(SCENARIOS))
+    parser.add_argument("scenarios", nargs="*", choices=[*SCENARIOS, []], default=[])
     parser.add_argument("--quick", action="store_true", help="fewer samples, for a smoke run")
     args = parser.parse_args()
-    args.command = "python scripts/bench.py " + " ".join(sys.argv[1:])
+    args.command = " ".join(["python scripts/bench.py", *sys.argv[1:]])
     with redis_for_bench() as redis_url:
         for name in args.scenarios or SCENARIOS:
             await SCENARIOS[name](args, redis_url)

@@ -53,6 +53,7 @@ class Stack:
             "QUEUE_UPSTREAM_URL": self.upstream_url,
             "QUEUE_CONCURRENCY": str(self.concurrency),
             "QUEUE_LOG_LEVEL": "WARNING",
+            "QUEUE_CALLBACK_ALLOWED_NETWORKS": "127.0.0.0/8",  # the mock's callback inbox
             **self.env_extra,
         }
 
@@ -65,7 +66,8 @@ class Stack:
         api = [str(BIN / "queue-service"), "api", "--port", str(self.api_port)]
         self.processes.append(subprocess.Popen(api, **quiet))
         wait_for_port(self.api_port)
-        wait_for_worker(redis_url, self.prefix)
+        if self.workers:
+            wait_for_worker(redis_url, self.prefix)
 
     def stop(self) -> None:
         for process in self.processes:
@@ -143,6 +145,12 @@ def machine() -> str:
     return f"{platform.node()} · {platform.machine()} · {cpus} CPUs · Python {python}"
 
 
+def report(name: str, command: str, table: list[str], notes: list[str]) -> None:
+    """Print a scenario's table and notes, and write them as its BENCHMARKS.md section."""
+    print(f"\n## {name}\n" + "\n".join(table) + "\n" + "\n".join(notes), flush=True)
+    write_section(name, command, table, notes)
+
+
 def write_section(name: str, command: str, table: list[str], notes: list[str]) -> None:
     """Replace (or add) the section `name` in BENCHMARKS.md."""
     path = ROOT / "BENCHMARKS.md"
@@ -179,7 +187,8 @@ class MockUpstream:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = [str(BIN / "queue-service"), "mock-upstream", "--port", str(self.port), *args]
-        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+        env = {**os.environ, "QUEUE_LOG_LEVEL": "WARNING"}
+        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, env=env)
         wait_for_port(self.port)
 
     def __enter__(self) -> MockUpstream:
@@ -196,3 +205,26 @@ class MockUpstream:
         async with httpx.AsyncClient() as client:
             recorded = (await client.get(f"{self.url}/_mock/requests")).json()
         return {r["body"]["messages"][-1]["content"]: r["received_at"] for r in recorded}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process on this machine (0 when it cannot be read)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds that some processes use between `start()` and `used()`."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self._start = {name: 0.0 for name in pids}
+
+    def start(self) -> None:
+        self._start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+
+    def used(self) -> dict[str, float]:
+        return {name: cpu_seconds(pid) - self._start[name] for name, pid in self.pids.items()}
