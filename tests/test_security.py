@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import textwrap
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -317,3 +318,40 @@ async def test_passthrough_sends_the_callers_key_upstream_and_keeps_it_only_encr
 def test_passthrough_without_a_secret_is_refused_at_start_up() -> None:
     with pytest.raises(ValidationError, match="needs QUEUE_SECRET_KEY"):
         Settings(upstream_auth="passthrough")
+
+
+def _readme_verifier() -> Any:
+    """The receiver-side `verify` exactly as the README prints it."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    source = next(block for block in blocks if "def verify(" in block)
+    namespace: dict[str, Any] = {}
+    exec(textwrap.dedent(source), namespace)
+    return namespace["verify"]
+
+
+async def test_a_receiver_written_from_the_readme_verifies_real_callbacks(
+    api: httpx.AsyncClient, settings: Settings
+) -> None:
+    verify = _readme_verifier()
+    seen: list[tuple[bytes, dict[str, str]]] = []
+
+    async def callback(request: Request) -> Response:
+        seen.append((await request.body(), dict(request.headers)))
+        return Response(b"ok")
+
+    signed = settings.model_copy(update={"callback_secret": "readme-secret"})
+    async with (
+        serve(Starlette(routes=[Route("/cb", callback, methods=["POST"])])) as url,
+        running_worker(signed),
+    ):
+        await api.post("/v1/queue/put", json=job(f"{url}/cb"))
+        for _ in range(200):
+            if seen:
+                break
+            await _sleep()
+    body, headers = seen[0]
+    timestamp, signature = headers["x-queue-timestamp"], headers["x-queue-signature"]
+    assert verify("readme-secret", body, timestamp, signature)
+    assert not verify("wrong-secret", body, timestamp, signature)
+    assert not verify("readme-secret", body.replace(b"succeeded", b"failed"), timestamp, signature)
