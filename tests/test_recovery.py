@@ -167,3 +167,50 @@ async def test_a_killed_worker_process_loses_no_job(
         await inbox.wait_for(5, timeout=20)
     assert sorted(c["task_id"] for c in inbox.received) == sorted(ids)
     assert {c["status"] for c in inbox.received} == {"succeeded"}
+
+
+async def test_the_api_lets_a_blocking_wait_finish_on_sigterm(
+    settings: Settings, mock_upstream: tuple[str, Any]
+) -> None:
+    from queue_service.embedded_redis import free_port
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "QUEUE_REDIS_URL": settings.redis_url,
+        "QUEUE_KEY_PREFIX": settings.key_prefix,
+        "QUEUE_SHUTDOWN_GRACE": "10",
+    }
+    command = [str(Path(sys.executable).parent / "queue-service"), "api", "--port", str(port)]
+    api = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with running_worker(settings), httpx.AsyncClient(base_url=url, timeout=20) as client:
+            async with asyncio.timeout(20):
+                while True:
+                    try:
+                        await client.get("/healthz")
+                        break
+                    except httpx.TransportError:
+                        await asyncio.sleep(0.1)
+            body = {
+                "queue": "recovery",
+                "endpoint": "/v1/chat/completions",
+                "level": 0,
+                "response_mode": "blocking",
+                "data": {"model": "m", "messages": [{"role": "user", "content": "slow"}],
+                         "mock": {"ttft": 1.5}},
+            }  # fmt: skip
+            waiting = asyncio.create_task(client.post("/v1/queue/put", json=body))
+            await asyncio.sleep(0.5)
+            api.send_signal(signal.SIGTERM)
+            response = await waiting
+            assert response.status_code == 200
+            assert response.json()["object"] == "chat.completion"
+            assert await asyncio.to_thread(api.wait, 15) in (
+                0,
+                -signal.SIGTERM,
+            )  # uvicorn re-raises it
+    finally:
+        if api.poll() is None:
+            api.kill()
