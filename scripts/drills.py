@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""Fault drills of queue-service: real processes on loopback, faults injected under load, and
+every accepted job accounted for.
+
+    python scripts/drills.py [drill ...] [--quick]
+
+Drills: kill-worker, sigterm-worker, redis-restart, receiver-down, upstream-500, upstream-hang
+(default: all). Each runs the API, workers and the mock upstream as processes of their own on
+a fresh key prefix, with a callback receiver in this process, and checks that every put the
+API accepted ends with its callback: none lost, no two callbacks of one job with different
+outcomes, duplicates only within the bound the drill allows. Prints a table and writes it to
+DRILLS.md; exits 1 when any guarantee broke. Every process started is ended, and every key
+deleted, however the run ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import atexit
+import shlex
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from benchlib import ROOT, machine, redis_for_bench
+from drills_check import DrillResult
+from drills_outages import receiver_down, redis_restart
+from drills_procs import Reaper
+from drills_rig import Options
+from drills_upstream import upstream_500, upstream_hang
+from drills_workers import kill_worker, sigterm_worker
+
+Drill = Callable[[Options, str], Awaitable[DrillResult]]
+
+DRILLS: dict[str, Drill] = {
+    "kill-worker": kill_worker,
+    "sigterm-worker": sigterm_worker,
+    "redis-restart": redis_restart,
+    "receiver-down": receiver_down,
+    "upstream-500": upstream_500,
+    "upstream-hang": upstream_hang,
+}
+TIME_LIMIT = {"quick": 90.0, "full": 330.0}
+"""Seconds one drill may take before it is stopped (and counted as failed)."""
+
+HEADER = [
+    "| drill | jobs submitted | completed | lost | duplicated | max delay | refused"
+    " | duplicates allowed | guarantees |",
+    "|---|--:|--:|--:|--:|--:|--:|--:|---|",
+]
+
+
+def row(result: DrillResult) -> str:
+    verdict = "held" if result.passed else "BROKEN: " + "; ".join(result.failures())
+    late = f" (+{result.late} late)" if result.late else ""
+    cells = [
+        result.name,
+        str(result.submitted),
+        f"{result.completed}{late}",
+        str(result.lost),
+        str(result.duplicated),
+        f"{result.max_delay:.1f} s",
+        str(result.refused),
+        str(result.dup_bound),
+        verdict,
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def notes(results: list[DrillResult]) -> list[str]:
+    lines = []
+    for result in results:
+        lines.append(
+            f"- **{result.name}** ({result.seconds:.0f} s; median delay"
+            f" {result.median_delay:.2f} s): " + "; ".join(result.notes or ["-"])
+        )
+    return lines
+
+
+def write_markdown(command: str, results: list[DrillResult], log_dir: Path) -> None:
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    text = "\n".join(
+        [
+            "# Drills",
+            "",
+            "Fault drills from `scripts/drills.py`: the API, workers and mock upstream run as",
+            "real processes on loopback, a callback receiver records every callback by task id,",
+            "and faults are injected under load. Every put the API accepted (HTTP 200) must end",
+            "with a callback: *lost* counts accepted jobs without one; *duplicated* counts",
+            "callbacks beyond the first of a job (allowed only up to the jobs in flight on the",
+            "processes killed); *refused* counts puts answered with an error (never accepted);",
+            "*max delay* runs from sending the put to receiving the job's first callback.",
+            "A job's callbacks must never disagree on the outcome, and each must be the",
+            "outcome the drill expects (succeeded, or failed 500 / timeout 408 by design).",
+            "",
+            f"`{command}` on {stamp}, {machine()}",
+            "",
+            *HEADER,
+            *(row(result) for result in results),
+            "",
+            *notes(results),
+            "",
+            "## The drills",
+            "",
+            *(f"- **{name}**: {_summary(drill)}" for name, drill in DRILLS.items()),
+            "",
+            "`--quick` runs smaller and shorter drills (the receiver is down 20 s, not 120 s) and"
+            " does not wait for the callback sweeper (it resends a callback two to three minutes"
+            " after its job finished): a callback still due for it is counted as late, not lost.",
+            "",
+            f"Process logs of the run: `{log_dir}` (temporary).",
+            "",
+        ]
+    )
+    (ROOT / "DRILLS.md").write_text(text)
+
+
+def _summary(drill: Drill) -> str:
+    """The first paragraph of a drill's docstring, on one line."""
+    return " ".join((drill.__doc__ or "").split("\n\n")[0].split())
+
+
+async def run_one(name: str, opts: Options, redis_url: str) -> DrillResult:
+    """One drill within its time limit; a drill that crashes or overruns counts as failed."""
+    print(f"== {name}", flush=True)
+    started = time.monotonic()
+    limit = TIME_LIMIT["quick" if opts.quick else "full"]
+    try:
+        async with asyncio.timeout(limit):
+            result = await DRILLS[name](opts, redis_url)
+    except Exception as exc:
+        traceback.print_exc()
+        detail = f"over its {limit:.0f}s limit" if isinstance(exc, TimeoutError) else repr(exc)
+        result = DrillResult(name, error=detail)
+    result.seconds = time.monotonic() - started
+    print(HEADER[0] + "\n" + row(result), flush=True)
+    for note in result.notes:
+        print(f"   - {note}", flush=True)
+    return result
+
+
+async def run(args: argparse.Namespace, reaper: Reaper) -> list[DrillResult]:
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
+    opts = Options(quick=args.quick, reaper=reaper)
+    results = []
+    with redis_for_bench() as redis_url:
+        for name in args.drills or list(DRILLS):
+            results.append(await run_one(name, opts, redis_url))
+    return results
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("drills", nargs="*", metavar="drill", help=", ".join(DRILLS))
+    parser.add_argument("--quick", action="store_true", help="smaller and shorter (< 3 min)")
+    args = parser.parse_args()
+    for name in args.drills:
+        if name not in DRILLS:
+            parser.error(f"unknown drill {name!r}; choose from {', '.join(DRILLS)}")
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    log_dir = Path(tempfile.mkdtemp(prefix="queue-service-drills-"))
+    reaper = Reaper(log_dir)
+    atexit.register(reaper.end_all)
+    command = shlex.join(["python", "scripts/drills.py", *sys.argv[1:]])
+    started = time.monotonic()
+    try:
+        results = asyncio.run(run(args, reaper))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("\ninterrupted: every process started was ended", file=sys.stderr)
+        return 130
+    finally:
+        reaper.end_all()
+    print(f"\n{command}: {time.monotonic() - started:.0f}s; process logs in {log_dir}")
+    print("\n".join([*HEADER, *(row(result) for result in results)]))
+    write_markdown(command, results, log_dir)
+    lost = sum(result.lost for result in results)
+    if lost:
+        print(f"{lost} accepted jobs LOST", file=sys.stderr)
+    return 0 if all(result.passed for result in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""One drill's rig: callback receiver, mock upstream, API and workers on a fresh key prefix,
+the load submitter and its ledger; torn down (processes ended, keys deleted) however the
+drill ends."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import traceback
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from benchlib import wait_for_port
+from drills_check import DrillResult, drain, tally
+from drills_load import Ledger, Submitter
+from drills_procs import Fleet, Reaper, start_mock
+from drills_receiver import CallbackReceiver
+from drills_store import Probe
+
+BASE_ENV = {
+    "QUEUE_CALLBACK_ALLOWED_NETWORKS": "127.0.0.1/32",  # the receiver is on loopback
+    "QUEUE_CALLBACK_BACKOFF": "1",
+    "QUEUE_CALLBACK_BACKOFF_MAX": "10",
+}
+"""Every drill's settings on top of its own: short callback retries, so outages recover fast."""
+
+
+@dataclass(frozen=True)
+class Options:
+    quick: bool
+    reaper: Reaper
+
+
+@dataclass
+class Rig:
+    opts: Options
+    name: str
+    fleet: Fleet
+    receiver: CallbackReceiver
+    probe: Probe
+    ledger: Ledger
+    submitter: Submitter
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(
+        cls,
+        opts: Options,
+        name: str,
+        redis_url: str,
+        *,
+        workers: int,
+        concurrency: int,
+        env: dict[str, str],
+    ) -> AsyncIterator[Rig]:
+        receiver = CallbackReceiver()
+        await receiver.up()
+        mock, mock_port = start_mock(opts.reaper, name)
+        upstream_url = f"http://127.0.0.1:{mock_port}"
+        fleet = Fleet(opts.reaper, name, redis_url, upstream_url, concurrency, BASE_ENV | env)
+        queue = f"drill-{name}"
+        probe = Probe(redis_url, fleet.prefix, queue)
+        ledger = Ledger()
+        submitter = Submitter(fleet.api_url, queue, receiver.url, ledger)
+        try:
+            await asyncio.to_thread(wait_for_port, mock_port, 60.0)
+            await fleet.start(workers)
+            yield cls(opts, name, fleet, receiver, probe, ledger, submitter)
+        finally:
+            await submitter.close()
+            await fleet.stop()
+            await asyncio.to_thread(opts.reaper.end, [mock])
+            await receiver.down()
+            await _delete_keys(probe)
+
+    async def finish(
+        self, result: DrillResult, *, dup_bound: int = 0, base: float = 30.0
+    ) -> DrillResult:
+        """Wait for the callbacks (see `drain`), then count."""
+        drained = await drain(
+            self.ledger, self.receiver, self.probe, base=base, sweeper=not self.opts.quick
+        )
+        views = await self._settled_views()
+        excused = set(drained.waiting) if self.opts.quick else set()
+        if drained.swept:
+            result.notes.append(
+                f"{drained.swept} callbacks came only from the sweeper (their worker died between"
+                f" storing the outcome and settling the callback; waited up to"
+                f" {drained.sweeper_wait:.0f}s more for it)"
+            )
+        if excused:
+            result.notes.append(
+                f"{len(excused)} finished jobs' callbacks are due for the sweeper after this"
+                " quick run's wait (counted as late, not lost; a full run waits for them)"
+            )
+        result.dup_bound = dup_bound
+        return tally(result, self.ledger, self.receiver, excused, views)
+
+    async def _settled_views(self) -> dict[str, dict[str, Any]]:
+        """Every accepted task's view, once the callbacks that arrived are recorded as such
+        (or SETTLE_SECONDS passed: those left will be sent again)."""
+        views = await self.submitter.views(list(self.ledger.accepted))
+        deadline = time.monotonic() + SETTLE_SECONDS
+        while time.monotonic() < deadline:
+            unsettled = [
+                task
+                for task, view in views.items()
+                if task in self.receiver.deliveries
+                and (view.get("callback") or {}).get("status") in ("pending", "retrying")
+            ]
+            if not unsettled:
+                break
+            await asyncio.sleep(0.5)
+            views.update(await self.submitter.views(unsettled))
+        return views
+
+
+SETTLE_SECONDS = 15.0
+"""How long a callback that arrived may take to be recorded as delivered (its worker hears the
+receiver's answer, within QUEUE_CALLBACK_REQUEST_TIMEOUT)."""
+
+
+async def _delete_keys(probe: Probe) -> None:
+    try:
+        await probe.delete_keys()
+    except Exception:
+        print(f"   could not delete the keys of {probe.prefix}:", flush=True)
+        traceback.print_exc()
+    finally:
+        await probe.close()
