@@ -18,19 +18,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import tomllib
 from dataclasses import dataclass
-from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.requests import Request
 
+from .config_files import ConfigFileError, load_toml
 from .errors import Forbidden, Unauthorized
 
 NO_AUTH_TENANT = ""
 
 
-class KeyFileError(Exception):
+class KeyFileError(ConfigFileError):
     """The keys file is missing, unreadable or invalid."""
 
 
@@ -83,17 +82,7 @@ def _key_id(key: str) -> str:
 
 
 def load_key_file(path: str) -> list[tuple[str, Principal]]:
-    try:
-        parsed = KeyFile.model_validate(tomllib.loads(Path(path).read_text(encoding="utf-8")))
-    except OSError as exc:
-        raise KeyFileError(f"cannot read QUEUE_API_KEYS_FILE {path}: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise KeyFileError(f"QUEUE_API_KEYS_FILE {path} is not valid TOML: {exc}") from exc
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)
-        )
-        raise KeyFileError(f"QUEUE_API_KEYS_FILE {path}: {problems}") from exc
+    parsed = load_toml(path, KeyFile, "QUEUE_API_KEYS_FILE", KeyFileError)
     keys = []
     for entry in parsed.key:
         key = entry.key if entry.key_env is None else os.environ.get(entry.key_env)

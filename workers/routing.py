@@ -21,18 +21,18 @@ model, then endpoint); without one, jobs go to QUEUE_UPSTREAM_URL.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from queue_service.config_files import ConfigFileError, load_toml
 
 from .adapters import Upstream
 
 
-class RoutingError(Exception):
+class RoutingError(ConfigFileError):
     """The routing file is missing, unreadable or invalid."""
 
 
@@ -109,18 +109,7 @@ class RoutingTable:
     def load(cls, path: str | None, default: Upstream) -> RoutingTable:
         if path is None:
             return cls(default)
-        try:
-            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-            parsed = RoutingFile.model_validate(raw)
-        except OSError as exc:
-            raise RoutingError(f"cannot read QUEUE_UPSTREAMS_FILE {path}: {exc}") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise RoutingError(f"QUEUE_UPSTREAMS_FILE {path} is not valid TOML: {exc}") from exc
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)
-            )
-            raise RoutingError(f"QUEUE_UPSTREAMS_FILE {path}: {problems}") from exc
+        parsed = load_toml(path, RoutingFile, "QUEUE_UPSTREAMS_FILE", RoutingError)
         return cls(default, parsed.upstream, parsed.queue)
 
     def resolve(self, endpoint: str, queue: str, model: object) -> Route:

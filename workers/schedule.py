@@ -14,8 +14,6 @@ An optional `second = "*/10"` gives finer ticks.
 
 from __future__ import annotations
 
-import tomllib
-from pathlib import Path
 from typing import Any
 
 from arq.cron import CronJob, cron
@@ -23,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from queue_service.auth import NO_AUTH_TENANT
 from queue_service.broker import Broker
+from queue_service.config_files import ConfigFileError, describe, load_toml
 from queue_service.ids import TaskIdFactory
 from queue_service.models import PutContext, PutRequest
 
@@ -31,7 +30,7 @@ from .adapters import ADAPTERS
 _RANGES = {"minute": (0, 59), "hour": (0, 23), "day": (1, 31), "month": (1, 12), "weekday": (0, 7)}
 
 
-class ScheduleError(Exception):
+class ScheduleError(ConfigFileError):
     """The schedule file is missing, unreadable or invalid."""
 
 
@@ -96,8 +95,8 @@ def _everything(name: str) -> set[int]:
 def load_schedule(path: str | None, context: PutContext) -> list[tuple[ScheduledJob, PutRequest]]:
     if path is None:
         return []
+    parsed = load_toml(path, ScheduleFile, "QUEUE_SCHEDULE_FILE", ScheduleError)
     try:
-        parsed = ScheduleFile.model_validate(tomllib.loads(Path(path).read_text(encoding="utf-8")))
         entries = []
         for job in parsed.job:
             _cron_fields(job)
@@ -111,11 +110,9 @@ def load_schedule(path: str | None, context: PutContext) -> list[tuple[Scheduled
             }
             entries.append((job, PutRequest.model_validate(body, context=context, strict=False)))
         return entries
-    except OSError as exc:
-        raise ScheduleError(f"cannot read QUEUE_SCHEDULE_FILE {path}: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ScheduleError(f"QUEUE_SCHEDULE_FILE {path} is not valid TOML: {exc}") from exc
-    except (ValidationError, ValueError) as exc:
+    except ValidationError as exc:
+        raise ScheduleError(f"QUEUE_SCHEDULE_FILE {path}: {describe(exc)}") from exc
+    except ValueError as exc:
         raise ScheduleError(f"QUEUE_SCHEDULE_FILE {path}: {exc}") from exc
 
 
