@@ -136,16 +136,17 @@ async def test_redirects_are_not_followed(
     assert inbox.received == []
 
 
-async def test_callbacks_are_signed_and_a_receiver_can_verify_them(
-    api: httpx.AsyncClient, settings: Settings
-) -> None:
+async def signed_callback(
+    api: httpx.AsyncClient, settings: Settings, secret: str
+) -> tuple[bytes, str, str]:
+    """One real callback signed with `secret`: its raw body, timestamp and signature."""
     seen: list[tuple[bytes, dict[str, str]]] = []
 
     async def callback(request: Request) -> Response:
         seen.append((await request.body(), dict(request.headers)))
         return Response(b"ok")
 
-    signed = settings.model_copy(update={"callback_secret": "s3cret"})
+    signed = settings.model_copy(update={"callback_secret": secret})
     async with (
         serve(Starlette(routes=[Route("/cb", callback, methods=["POST"])])) as url,
         running_worker(signed),
@@ -156,7 +157,13 @@ async def test_callbacks_are_signed_and_a_receiver_can_verify_them(
                 break
             await _sleep()
     body, headers = seen[0]
-    timestamp, signature = headers["x-queue-timestamp"], headers["x-queue-signature"]
+    return body, headers["x-queue-timestamp"], headers["x-queue-signature"]
+
+
+async def test_callbacks_are_signed_and_a_receiver_can_verify_them(
+    api: httpx.AsyncClient, settings: Settings
+) -> None:
+    body, timestamp, signature = await signed_callback(api, settings, "s3cret")
     assert signature.startswith("sha256=")
     assert verify_callback("s3cret", body, timestamp, signature)
     assert not verify_callback("other", body, timestamp, signature)
@@ -334,24 +341,7 @@ async def test_a_receiver_written_from_the_readme_verifies_real_callbacks(
     api: httpx.AsyncClient, settings: Settings
 ) -> None:
     verify = _readme_verifier()
-    seen: list[tuple[bytes, dict[str, str]]] = []
-
-    async def callback(request: Request) -> Response:
-        seen.append((await request.body(), dict(request.headers)))
-        return Response(b"ok")
-
-    signed = settings.model_copy(update={"callback_secret": "readme-secret"})
-    async with (
-        serve(Starlette(routes=[Route("/cb", callback, methods=["POST"])])) as url,
-        running_worker(signed),
-    ):
-        await api.post("/v1/queue/put", json=job(f"{url}/cb"))
-        for _ in range(200):
-            if seen:
-                break
-            await _sleep()
-    body, headers = seen[0]
-    timestamp, signature = headers["x-queue-timestamp"], headers["x-queue-signature"]
+    body, timestamp, signature = await signed_callback(api, settings, "readme-secret")
     assert verify("readme-secret", body, timestamp, signature)
     assert not verify("wrong-secret", body, timestamp, signature)
     assert not verify("readme-secret", body.replace(b"succeeded", b"failed"), timestamp, signature)
