@@ -120,3 +120,33 @@ async def test_a_full_queue_answers_429_and_stores_nothing(
     assert await redis.xlen(keys.stream("callbacks", 1)) == 3
     tasks = [k async for k in redis.scan_iter(match=keys.task("callbacks", "*"))]
     assert len(tasks) == 3
+
+
+async def test_a_shutdown_does_not_cut_a_callback_in_half(
+    api: httpx.AsyncClient, settings: Settings, redis: Redis
+) -> None:
+    """The receiver got it, so it must be recorded delivered (else the sweep sends it twice)."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from tests.servers import serve
+
+    arrived = asyncio.Event()
+
+    async def slow_receiver(request: Request) -> Response:
+        arrived.set()
+        await asyncio.sleep(1.0)
+        return Response(b"ok")
+
+    app = Starlette(routes=[Route("/cb", slow_receiver, methods=["POST"])])
+    hasty = settings.model_copy(update={"shutdown_grace": 0.1})
+    async with serve(app) as url:
+        async with running_worker(hasty):
+            task_id = (await api.post("/v1/queue/put", json=job(f"{url}/cb"))).json()["data"]
+            await asyncio.wait_for(arrived.wait(), 10)
+        # the worker has shut down while the receiver was still answering
+        assert (await view(api, task_id))["callback"]["status"] == "delivered"
+    keys = Keys(settings.key_prefix)
+    assert await redis.zcard(keys.callbacks_due("callbacks")) == 0

@@ -8,7 +8,6 @@ import time
 from dataclasses import replace
 from typing import Any
 
-import anyio
 import orjson
 
 from queue_service.broker import Broker
@@ -51,6 +50,7 @@ class JobExecutor:
         self.callbacks = callbacks
         self.worker_name = worker_name
         self.cancelled: set[str] = set()
+        self._finishing: set[asyncio.Future[None]] = set()
 
     async def run(self, entry: Entry) -> None:
         """Run one stream entry to its end; acknowledge it only once its outcome is stored."""
@@ -59,9 +59,8 @@ class JobExecutor:
             return
         try:
             ran = await self._run(entry)
-        except asyncio.CancelledError:
-            with anyio.CancelScope(shield=True):
-                await self._cancelled(entry)
+        except asyncio.CancelledError:  # delivered once: the clean-up below may await
+            await self._cancelled(entry)
             raise
         if ran is None:  # gone, finished or cancelled before it started
             await self.broker.ack(entry.queue, entry.level, entry.entry_id)
@@ -156,6 +155,21 @@ class JobExecutor:
         return replace(route, upstream=replace(route.upstream, api_key=key))
 
     async def _finish(self, entry: Entry, record: TaskRecord, outcome: Outcome) -> None:
+        # Shielded: once an outcome exists, a shutdown must not cut its storing or its
+        # callback in half (the receiver would get it while we record it as undelivered).
+        # Shutdown waits for these (`settle`), bounded by QUEUE_CALLBACK_REQUEST_TIMEOUT.
+        task = asyncio.ensure_future(self._record_and_call_back(entry, record, outcome))
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+        await asyncio.shield(task)
+
+    async def settle(self) -> None:
+        """Wait for outcomes still being stored or called back."""
+        await asyncio.gather(*self._finishing, return_exceptions=True)
+
+    async def _record_and_call_back(
+        self, entry: Entry, record: TaskRecord, outcome: Outcome
+    ) -> None:
         won = await self.broker.finish(record, entry.entry_id, outcome)
         elapsed = (time.time() * 1000 - record.created_at) / 1000
         log.info(

@@ -137,6 +137,7 @@ class WorkerRuntime:
         except TimeoutError:
             consuming.cancel()
         await self.consumer.drain(grace)
+        await self.executor.settle()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
