@@ -68,7 +68,14 @@ def worker_settings(settings: Settings, queues: frozenset[str] | None = None) ->
     return {
         "functions": [func(deliver_callback, name=DELIVER_CALLBACK, max_tries=1)],
         "cron_jobs": [
-            cron(sweep_overdue_callbacks, second={0}, unique=True),
+            # arq's cron job ids are global: name it by prefix, or deployments sharing a Redis
+            # would skip each other's sweeps.
+            cron(
+                sweep_overdue_callbacks,
+                name=f"cron:{keys.prefix}:sweep_overdue_callbacks",
+                second={0},
+                unique=True,
+            ),
             *schedule_cron_jobs(settings.schedule_file, keys.prefix, settings.max_timeout),
         ],
         "queue_name": keys.arq_queue,
