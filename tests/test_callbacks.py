@@ -150,3 +150,13 @@ async def test_a_shutdown_does_not_cut_a_callback_in_half(
         assert (await view(api, task_id))["callback"]["status"] == "delivered"
     keys = Keys(settings.key_prefix)
     assert await redis.zcard(keys.callbacks_due("callbacks")) == 0
+
+
+def test_each_deployment_has_its_own_sweep(settings: Settings) -> None:
+    """arq's cron job ids are global: two prefixes on one Redis must not share a sweep."""
+    from workers.entry import worker_settings
+
+    other = settings.model_copy(update={"key_prefix": f"{settings.key_prefix}x"})
+    names = [worker_settings(s)["cron_jobs"][0].name for s in (settings, other)]
+    assert names[0] != names[1]
+    assert settings.key_prefix in names[0]
