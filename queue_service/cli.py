@@ -1,4 +1,4 @@
-"""`queue-service`: api, worker, dev, mock-upstream."""
+"""`queue-service`: api, worker, dev, mock-upstream, stats, workers, submit, dead-letters."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from pydantic import ValidationError
+
+from .config_files import describe
 from .logs import configure_logging
 from .settings import Settings
 from .submit import add_parser as add_submit_parser
@@ -129,5 +132,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
+    except ValidationError as exc:  # a QUEUE_* setting is wrong: say which, no traceback
+        sys.exit(f"queue-service {args.command}: invalid configuration: {describe(exc)}")
     except KeyboardInterrupt:
         sys.exit(130)

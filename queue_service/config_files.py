@@ -16,9 +16,13 @@ class ConfigFileError(Exception):
 
 
 def describe(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)
-    )
+    """Every problem of a validation error on one line: `where: what`."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(map(str, error["loc"]))
+        what = str(error["msg"]).removeprefix("Value error, ")
+        problems.append(f"{where}: {what}" if where else what)
+    return "; ".join(problems)
 
 
 def load_toml(path: str, model: type[ModelT], setting: str, error: type[ConfigFileError]) -> ModelT:

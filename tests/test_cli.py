@@ -104,3 +104,28 @@ async def test_a_callback_job_through_real_processes(
         process.send_signal(signal.SIGTERM)
     for process in processes:
         assert process.wait(15) in (0, -signal.SIGTERM)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"QUEUE_UPSTREAM_AUTH": "passthrough"}, "passthrough needs QUEUE_SECRET_KEY"),
+        ({"QUEUE_CALLBACK_ALLOWED_NETWORKS": "10.0.0.0/33"}, "callback_allowed_networks: "),
+        ({"QUEUE_CONCURRENCY": "zero"}, "concurrency: Input should be a valid integer"),
+    ],
+)
+def test_a_bad_setting_stops_the_command_with_a_clear_message(
+    env: dict[str, str], message: str
+) -> None:
+    for command in (["api"], ["worker"]):
+        result = subprocess.run(
+            [str(BIN / "queue-service"), *command],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert result.returncode != 0
+        assert "invalid configuration" in result.stderr
+        assert message in result.stderr
+        assert "Traceback" not in result.stderr
