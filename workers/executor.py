@@ -100,7 +100,7 @@ class JobExecutor:
         known = await self.broker.load(entry.queue, entry.task_id)
         if known is None or known.status in TERMINAL_STATUSES:
             return None
-        route = self._route(known)
+        route = self._route(known, orjson.loads(known.data))
         lease = f"{self.worker_name}:{entry.task_id}"
         async with self.limiter.hold(route.limits, lease, entry.level, known.created_at):
             return await self._start_and_call(entry, route)
@@ -121,19 +121,19 @@ class JobExecutor:
             entry.level,
             ((record.started_at or record.created_at) - record.created_at) / 1000,
         )
-        return record, await self._call(record, route or self._route(record))
+        return record, await self._call(record, route)
 
-    def _route(self, record: TaskRecord) -> Route:
-        model = orjson.loads(record.data).get("model")
-        return self.routing.resolve(record.endpoint, record.queue, model)
+    def _route(self, record: TaskRecord, data: dict[str, Any]) -> Route:
+        return self.routing.resolve(record.endpoint, record.queue, data.get("model"))
 
-    async def _call(self, record: TaskRecord, route: Route) -> Outcome:
+    async def _call(self, record: TaskRecord, route: Route | None) -> Outcome:
+        """Call the upstream (on `route`, or the one routing picks) within the job's deadline."""
         adapter = ADAPTERS.get(record.endpoint)
         if adapter is None:
             message = f"no adapter serves {record.endpoint}"
             return Outcome.error(Status.FAILED, 400, message, "invalid_request")
         data: dict[str, Any] = orjson.loads(record.data)
-        route = await self._with_callers_key(record, route)
+        route = await self._with_callers_key(record, route or self._route(record, data))
         relay = record.mode is ResponseMode.STREAMING
         if relay:
             data["stream"] = True
