@@ -26,6 +26,18 @@ LOOPBACK = "127.0.0.0/8,::1/128"
 """Tests call back to receivers on loopback, which callbacks refuse by default."""
 
 
+def process_env(redis_url: str, prefix: str, **settings: str) -> dict[str, str]:
+    """The environment of a queue-service process of this test's own (its Redis and key
+    prefix, loopback callbacks allowed), plus `QUEUE_<NAME>` for each keyword."""
+    return {
+        **os.environ,
+        "QUEUE_REDIS_URL": redis_url,
+        "QUEUE_KEY_PREFIX": prefix,
+        "QUEUE_CALLBACK_ALLOWED_NETWORKS": LOOPBACK,
+        **{f"QUEUE_{name.upper()}": value for name, value in settings.items()},
+    }
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """QUEUE_REDIS_URL, else the local Redis, else an embedded redis-server for this run."""

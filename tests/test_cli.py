@@ -15,7 +15,7 @@ import pytest
 
 from queue_service.cli import build_parser
 from queue_service.embedded_redis import free_port
-from tests.conftest import LOOPBACK
+from tests.conftest import process_env
 from tests.servers import CallbackReceiver
 
 BIN = Path(sys.executable).parent
@@ -67,13 +67,7 @@ async def test_a_callback_job_through_real_processes(
 ) -> None:
     url, inbox = receiver
     api_port, mock_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "QUEUE_REDIS_URL": redis_url,
-        "QUEUE_KEY_PREFIX": prefix,
-        "QUEUE_CALLBACK_ALLOWED_NETWORKS": LOOPBACK,
-        "QUEUE_UPSTREAM_URL": f"http://127.0.0.1:{mock_port}",
-    }
+    env = process_env(redis_url, prefix, upstream_url=f"http://127.0.0.1:{mock_port}")
     commands = [
         ["queue-service", "mock-upstream", "--port", str(mock_port)],
         worker_command,

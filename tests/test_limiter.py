@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from queue_service.keys import Keys
-from tests.conftest import LOOPBACK
+from tests.conftest import process_env
 from tests.servers import CallbackReceiver, serve
 from workers.limiter import Limiter
 from workers.routing import Limit
@@ -182,14 +181,8 @@ async def test_three_workers_never_exceed_the_upstream_limit(
 ) -> None:
     url, inbox = receiver
     upstream_url, upstream = counting
-    env = {
-        **os.environ,
-        "QUEUE_REDIS_URL": redis_url,
-        "QUEUE_KEY_PREFIX": prefix,
-        "QUEUE_CALLBACK_ALLOWED_NETWORKS": LOOPBACK,
-        "QUEUE_UPSTREAMS_FILE": routes_file(tmp_path, upstream_url, 4),
-        "QUEUE_CONCURRENCY": "16",
-    }
+    routes = routes_file(tmp_path, upstream_url, 4)
+    env = process_env(redis_url, prefix, upstreams_file=routes, concurrency="16")
     start_workers(3, env, workers)
     await wait_for_workers(redis, prefix)
     for n in range(100):
@@ -212,14 +205,8 @@ async def test_a_killed_worker_gives_its_slots_back_within_the_lease_ttl(
 ) -> None:
     url, inbox = receiver
     upstream_url, upstream = counting
-    env = {
-        **os.environ,
-        "QUEUE_REDIS_URL": redis_url,
-        "QUEUE_KEY_PREFIX": prefix,
-        "QUEUE_CALLBACK_ALLOWED_NETWORKS": LOOPBACK,
-        "QUEUE_UPSTREAMS_FILE": routes_file(tmp_path, upstream_url, 2),
-        "QUEUE_LIMIT_LEASE_TTL": "2",
-    }
+    routes = routes_file(tmp_path, upstream_url, 2)
+    env = process_env(redis_url, prefix, upstreams_file=routes, limit_lease_ttl="2")
     full = {**env, "QUEUE_CONCURRENCY": "2", "QUEUE_ONLINE_RESERVED_SLOTS": "0"}
     start_workers(1, full, workers)  # its two job slots will be full: later jobs go elsewhere
     await wait_for_workers(redis, prefix)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from queue_service.settings import Settings
 from queue_service.task import Outcome
 from tests.servers import CallbackReceiver
 
-from .conftest import LOOPBACK, running_worker
+from .conftest import process_env, running_worker
 
 
 def job(text: str, callback_url: str, **mock: Any) -> dict[str, Any]:
@@ -140,14 +139,7 @@ async def test_a_killed_worker_process_loses_no_job(
     settings: Settings,
 ) -> None:
     url, inbox = receiver
-    env = {
-        **os.environ,
-        "QUEUE_REDIS_URL": redis_url,
-        "QUEUE_KEY_PREFIX": prefix,
-        "QUEUE_CALLBACK_ALLOWED_NETWORKS": LOOPBACK,
-        "QUEUE_UPSTREAM_URL": mock_upstream[0],
-        "QUEUE_VISIBILITY_TIMEOUT": "1",
-    }
+    env = process_env(redis_url, prefix, upstream_url=mock_upstream[0], visibility_timeout="1")
     command = [str(Path(sys.executable).parent / "queue-service"), "worker"]
     victim = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)
     try:
@@ -175,12 +167,7 @@ async def test_the_api_lets_a_blocking_wait_finish_on_sigterm(
     from queue_service.embedded_redis import free_port
 
     port = free_port()
-    env = {
-        **os.environ,
-        "QUEUE_REDIS_URL": settings.redis_url,
-        "QUEUE_KEY_PREFIX": settings.key_prefix,
-        "QUEUE_SHUTDOWN_GRACE": "10",
-    }
+    env = process_env(settings.redis_url, settings.key_prefix, shutdown_grace="10")
     command = [str(Path(sys.executable).parent / "queue-service"), "api", "--port", str(port)]
     api = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"

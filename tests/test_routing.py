@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import process_env
 from workers.adapters import Upstream
 from workers.routing import Limit, RoutingError, RoutingTable
 
@@ -111,8 +111,7 @@ def test_a_worker_with_a_bad_routing_file_exits_at_start_up_saying_why(
 ) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[[upstream]\n")
-    env = {**os.environ, "QUEUE_REDIS_URL": redis_url, "QUEUE_KEY_PREFIX": prefix}
-    env["QUEUE_UPSTREAMS_FILE"] = str(bad)
+    env = process_env(redis_url, prefix, upstreams_file=str(bad))
     worker = [str(Path(sys.executable).parent / "queue-service"), "worker"]
     result = subprocess.run(worker, env=env, capture_output=True, text=True, timeout=30)
     assert result.returncode != 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from queue_service.operator_cli import print_stats, print_workers
 from queue_service.settings import Settings
 from tests.servers import CallbackReceiver
 
-from .conftest import running_worker
+from .conftest import process_env, running_worker
 
 
 def job(callback_url: str, level: int = 1, **mock: Any) -> dict[str, Any]:
@@ -127,11 +126,7 @@ async def test_a_paused_queue_accepts_puts_but_runs_nothing_until_resumed(
 
 
 def test_operator_commands(settings: Settings, capsys: Any) -> None:
-    env = {
-        **os.environ,
-        "QUEUE_REDIS_URL": settings.redis_url,
-        "QUEUE_KEY_PREFIX": settings.key_prefix,
-    }
+    env = process_env(settings.redis_url, settings.key_prefix)
     check = [str(Path(sys.executable).parent / "queue-service"), "worker", "--check"]
     assert subprocess.run(check, env=env, capture_output=True, timeout=30).returncode == 1
     print_stats(settings)
@@ -142,11 +137,7 @@ def test_operator_commands(settings: Settings, capsys: Any) -> None:
 
 
 async def test_worker_check_passes_while_a_worker_lives(settings: Settings) -> None:
-    env = {
-        **os.environ,
-        "QUEUE_REDIS_URL": settings.redis_url,
-        "QUEUE_KEY_PREFIX": settings.key_prefix,
-    }
+    env = process_env(settings.redis_url, settings.key_prefix)
     check = [str(Path(sys.executable).parent / "queue-service"), "worker", "--check"]
     async with running_worker(settings):
         await asyncio.sleep(0.3)
