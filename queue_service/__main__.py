@@ -1,3 +1,3 @@
-from .cli import main
+from queue_service.cli.main import main
 
 main()

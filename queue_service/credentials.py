@@ -12,7 +12,7 @@ import hashlib
 from cryptography.fernet import Fernet, InvalidToken
 from starlette.requests import Request
 
-from .errors import Unauthorized
+from queue_service.errors import Unauthorized
 
 UPSTREAM_KEY_HEADER = "x-upstream-api-key"
 

@@ -7,7 +7,7 @@ import sys
 
 import orjson
 
-from .settings import Settings
+from queue_service.settings import Settings
 
 
 class JsonFormatter(logging.Formatter):

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .outbound import IPNetwork, parse_networks
+from queue_service.outbound import IPNetwork, parse_networks
 
 DAY = 24 * 3600
 
@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     concurrency: int = Field(default=16, ge=1)
     online_reserved_slots: int = Field(default=2, ge=0)
     registry_refresh_interval: float = Field(default=1.0, gt=0)
+    heartbeat_interval: float = Field(default=2.0, gt=0)
     shutdown_grace: float = Field(default=30.0, ge=0)
     visibility_timeout: float = Field(default=30.0, gt=0)
     max_deliveries: int = Field(default=5, ge=1)

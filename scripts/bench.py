@@ -27,10 +27,10 @@ from bench_throughput import throughput
 from benchlib import MockUpstream, Stack, redis_for_bench, report, summary_ms
 from redis.asyncio import Redis
 
-from queue_service.broker import Broker
-from queue_service.ids import TaskIdFactory
-from queue_service.keys import Keys
 from queue_service.models import PutRequest
+from queue_service.store.broker import Broker
+from queue_service.store.ids import TaskIdFactory
+from queue_service.store.keys import Keys
 
 
 def chat(text: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from bench_http import Connection, post, raise_open_files_limit
 from benchlib import MockUpstream, Stack, report, summary_ms
 from redis.asyncio import Redis
 
-from queue_service.keys import Keys
+from queue_service.store.keys import Keys
 
 QUEUE = "bench-held"
 PUT_QUEUE = "bench-held-puts"

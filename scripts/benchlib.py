@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from queue_service.embedded_redis import (
+from queue_service.dev.embedded_redis import (
     EmbeddedRedis,
     free_port,
     redis_answers,
@@ -88,7 +88,7 @@ def wait_for_worker(redis_url: str, prefix: str, timeout: float = 30.0) -> None:
     """Until a worker on `prefix` is up (arq writes its health-check key once started)."""
     from redis import Redis
 
-    from queue_service.keys import Keys
+    from queue_service.store.keys import Keys
 
     key = Keys(prefix).arq_health_check
     deadline = time.monotonic() + timeout

@@ -15,7 +15,7 @@ from drills_load import Job, Ledger
 from drills_receiver import CallbackReceiver
 from drills_rig import Options, Rig
 
-from queue_service.embedded_redis import EmbeddedRedis, free_port
+from queue_service.dev.embedded_redis import EmbeddedRedis, free_port
 
 
 @contextlib.asynccontextmanager

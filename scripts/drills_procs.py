@@ -15,7 +15,7 @@ from pathlib import Path
 
 from benchlib import BIN, wait_for_port, wait_for_worker
 
-from queue_service.embedded_redis import free_port
+from queue_service.dev.embedded_redis import free_port
 
 PR_SET_PDEATHSIG = 1
 

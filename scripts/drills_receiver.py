@@ -16,7 +16,7 @@ from typing import Any
 import benchlib  # noqa: F401  (puts the project on sys.path)
 import orjson
 
-from queue_service.embedded_redis import free_port
+from queue_service.dev.embedded_redis import free_port
 
 OK_RESPONSE = (
     b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{"ok":true}'

@@ -12,7 +12,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from queue_service.keys import CONSUMER_GROUP, Keys
+from queue_service.store.keys import CONSUMER_GROUP, Keys
 
 TERMINAL = {"succeeded", "failed", "timeout", "cancelled"}
 ARQ_JOB_KEYS = ("job", "retry", "in-progress", "result")

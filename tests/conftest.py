@@ -15,8 +15,8 @@ import pytest
 from arq.worker import Worker
 from redis.asyncio import Redis
 
-from queue_service.app import create_app
-from queue_service.embedded_redis import EmbeddedRedis, free_port, redis_answers
+from queue_service.api.app import create_app
+from queue_service.dev.embedded_redis import EmbeddedRedis, free_port, redis_answers
 from queue_service.mock_upstream import MockConfig, create_mock_app
 from queue_service.settings import Settings
 from tests.servers import CallbackReceiver, serve

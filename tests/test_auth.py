@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from queue_service.app import create_app
+from queue_service.api.app import create_app
 from queue_service.settings import Settings
 from tests.servers import serve
 

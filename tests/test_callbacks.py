@@ -8,9 +8,9 @@ from typing import Any
 import httpx
 from redis.asyncio import Redis
 
-from queue_service.broker import Broker
-from queue_service.keys import Keys
 from queue_service.settings import Settings
+from queue_service.store.broker import Broker
+from queue_service.store.keys import Keys
 from tests.servers import CallbackReceiver
 from workers.callbacks import sweep_overdue_callbacks
 from workers.dead_letters import dead_letters
@@ -103,7 +103,7 @@ async def test_delivered_callbacks_leave_nothing_due(
 async def test_a_full_queue_answers_429_and_stores_nothing(
     settings: Settings, redis: Redis
 ) -> None:
-    from queue_service.app import create_app
+    from queue_service.api.app import create_app
     from tests.servers import serve
 
     small = settings.model_copy(update={"max_waiting": 3})

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from queue_service.cli import build_parser
-from queue_service.embedded_redis import free_port
+from queue_service.cli.main import build_parser
+from queue_service.dev.embedded_redis import free_port
 from tests.conftest import process_env
 from tests.servers import CallbackReceiver
 

@@ -13,7 +13,7 @@ import orjson
 import pytest
 from arq.worker import Worker
 
-from queue_service.app import create_app
+from queue_service.api.app import create_app
 from queue_service.client import (
     AsyncQueueClient,
     BadRequest,
@@ -31,7 +31,7 @@ from queue_service.client import (
     UpstreamError,
     WaitTimeout,
 )
-from queue_service.embedded_redis import free_port
+from queue_service.dev.embedded_redis import free_port
 from queue_service.settings import Settings
 from tests.servers import CallbackReceiver, TcpProxy, serve
 

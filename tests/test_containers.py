@@ -20,7 +20,7 @@ import httpx
 import pytest
 import yaml
 
-from queue_service.cli import build_parser
+from queue_service.cli.main import build_parser
 from queue_service.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,7 +107,7 @@ def test_the_image_copies_what_pip_install_needs_and_dockerignore_keeps_it() -> 
     ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
     assert not (needed & ignored)
     assert {".venv", ".git", "tests"} <= ignored
-    assert project["project"]["scripts"]["queue-service"] == "queue_service.cli:main"
+    assert project["project"]["scripts"]["queue-service"] == "queue_service.cli.main:main"
 
 
 def test_the_default_command_is_the_api_on_its_default_port_on_every_interface() -> None:

@@ -1,7 +1,7 @@
 import re
 
-from queue_service.ids import TaskId, TaskIdFactory
 from queue_service.models import ResponseMode
+from queue_service.store.ids import TaskId, TaskIdFactory
 
 
 def test_made_ids_have_the_documented_shape_and_parse_back() -> None:

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from queue_service.keys import Keys
+from queue_service.store.keys import Keys
 from tests.conftest import process_env
 from tests.servers import CallbackReceiver, serve
 from workers.limiter import Limiter

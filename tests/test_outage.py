@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from queue_service.app import create_app
+from queue_service.api.app import create_app
 from queue_service.settings import Settings
 from tests.servers import CallbackReceiver, TcpProxy, serve
 

@@ -10,9 +10,9 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from queue_service.ids import TaskId
-from queue_service.keys import Keys
 from queue_service.settings import Settings
+from queue_service.store.ids import TaskId
+from queue_service.store.keys import Keys
 
 CHAT = {"model": "deepseek-r1", "messages": [{"role": "user", "content": "hi"}], "stream": False}
 
@@ -147,7 +147,7 @@ async def test_non_json_content_type_gets_415(api: httpx.AsyncClient) -> None:
 
 
 async def test_oversize_body_gets_413(settings: Settings) -> None:
-    from queue_service.app import create_app
+    from queue_service.api.app import create_app
     from tests.servers import serve
 
     small = settings.model_copy(update={"max_body_bytes": 1000})

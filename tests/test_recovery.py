@@ -13,11 +13,11 @@ from typing import Any
 import httpx
 from redis.asyncio import Redis
 
-from queue_service.broker import Broker
-from queue_service.keys import CONSUMER_GROUP, Keys
 from queue_service.models import Status
 from queue_service.settings import Settings
-from queue_service.task import Outcome
+from queue_service.store.broker import Broker
+from queue_service.store.keys import CONSUMER_GROUP, Keys
+from queue_service.store.records import Outcome
 from tests.servers import CallbackReceiver
 
 from .conftest import process_env, running_worker
@@ -164,7 +164,7 @@ async def test_a_killed_worker_process_loses_no_job(
 async def test_the_api_lets_a_blocking_wait_finish_on_sigterm(
     settings: Settings, mock_upstream: tuple[str, Any]
 ) -> None:
-    from queue_service.embedded_redis import free_port
+    from queue_service.dev.embedded_redis import free_port
 
     port = free_port()
     env = process_env(settings.redis_url, settings.key_prefix, shutdown_grace="10")

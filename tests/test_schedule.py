@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from queue_service.keys import Keys
 from queue_service.models import PutContext
 from queue_service.settings import Settings
+from queue_service.store.keys import Keys
 from workers.schedule import ScheduleError, load_schedule, parse_field
 
 from .conftest import running_worker

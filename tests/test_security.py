@@ -19,12 +19,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from queue_service.app import create_app
-from queue_service.auth import Authenticator, KeyFileError
-from queue_service.keys import Keys
+from queue_service.api.app import create_app
+from queue_service.api.auth import Authenticator, KeyFileError
 from queue_service.outbound import CallbackPolicy, UnsafeDestination, parse_networks
 from queue_service.settings import Settings
 from queue_service.signing import signature_headers, verify_callback
+from queue_service.store.keys import Keys
 from tests.servers import CallbackReceiver, serve
 
 from .conftest import running_worker

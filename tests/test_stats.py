@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 from arq.worker import Worker
 
-from queue_service.operator_cli import print_stats, print_workers
+from queue_service.cli.operator import print_stats, print_workers
 from queue_service.settings import Settings
 from tests.servers import CallbackReceiver
 

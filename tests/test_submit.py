@@ -15,16 +15,16 @@ import pytest
 from arq.worker import Worker
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from queue_service.app import create_app
-from queue_service.cli import build_parser
+from queue_service.api.app import create_app
+from queue_service.cli.main import build_parser
+from queue_service.cli.submit import STATE_SUFFIX, add_parser
 from queue_service.settings import Settings
-from queue_service.submit import STATE_SUFFIX, add_parser
 from tests.servers import CallbackReceiver, serve
 
 # `queue-service submit ...` in a process of its own, whether or not cli.py has it yet.
 SUBMIT_SCRIPT = """
 import argparse, sys
-from queue_service.submit import add_parser
+from queue_service.cli.submit import add_parser
 parser = argparse.ArgumentParser()
 add_parser(parser.add_subparsers())
 args = parser.parse_args()

@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from queue_service.app import create_app
+from queue_service.api.app import create_app
 from queue_service.settings import Settings
 from tests.servers import serve
 

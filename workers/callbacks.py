@@ -19,10 +19,10 @@ import httpx
 import orjson
 from arq.connections import ArqRedis
 
-from queue_service.broker import Broker
 from queue_service.outbound import CallbackPolicy, UnsafeDestination
 from queue_service.signing import signature_headers
-from queue_service.task import Outcome, TaskRecord
+from queue_service.store.broker import Broker
+from queue_service.store.records import Outcome, TaskRecord
 
 log = logging.getLogger("workers.callbacks")
 

@@ -20,8 +20,8 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 
-from queue_service.broker import Broker
-from queue_service.keys import CONSUMER_GROUP
+from queue_service.store.broker import Broker
+from queue_service.store.keys import CONSUMER_GROUP
 
 from .recovery import PendingKeeper
 

@@ -8,9 +8,9 @@ from arq import create_pool
 from arq.connections import RedisSettings
 from redis.asyncio import Redis
 
-from queue_service.broker import Broker
-from queue_service.keys import Keys
 from queue_service.settings import Settings
+from queue_service.store.broker import Broker
+from queue_service.store.keys import Keys
 
 from .callbacks import DELIVER_CALLBACK
 

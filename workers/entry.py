@@ -15,8 +15,8 @@ from arq.cron import cron
 from arq.worker import Worker, func
 from redis.exceptions import RedisError
 
-from queue_service.keys import Keys
 from queue_service.settings import Settings
+from queue_service.store.keys import Keys
 
 from .adapters import Upstream
 from .callbacks import DELIVER_CALLBACK, deliver_callback, sweep_overdue_callbacks

@@ -10,10 +10,10 @@ from typing import Any
 
 import orjson
 
-from queue_service.broker import Broker
 from queue_service.credentials import CredentialBox
 from queue_service.models import TERMINAL_STATUSES, ResponseMode, Status
-from queue_service.task import Outcome, TaskRecord
+from queue_service.store.broker import Broker
+from queue_service.store.records import Outcome, TaskRecord
 
 from .adapters import ADAPTERS
 from .callbacks import CallbackSender

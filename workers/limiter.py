@@ -19,7 +19,7 @@ from importlib.resources import files
 import anyio
 from redis.asyncio import Redis
 
-from queue_service.keys import Keys
+from queue_service.store.keys import Keys
 
 from .routing import Limit
 
@@ -31,7 +31,7 @@ _LEVEL_WEIGHT = 10**13  # a level outweighs any age in ms
 
 
 def _script(name: str) -> str:
-    return (files(__package__) / "lua" / f"{name}.lua").read_text(encoding="utf-8")
+    return (files("queue_service.store.lua") / f"{name}.lua").read_text(encoding="utf-8")
 
 
 class Limiter:

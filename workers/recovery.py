@@ -14,7 +14,7 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 
-from queue_service.keys import CONSUMER_GROUP
+from queue_service.store.keys import CONSUMER_GROUP
 
 log = logging.getLogger("workers.recovery")
 

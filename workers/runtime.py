@@ -15,12 +15,12 @@ import orjson
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
-from queue_service.broker import Broker
 from queue_service.credentials import CredentialBox
-from queue_service.ids import TaskIdFactory
-from queue_service.keys import Keys
 from queue_service.outbound import CallbackPolicy
 from queue_service.settings import Settings
+from queue_service.store.broker import Broker
+from queue_service.store.ids import TaskIdFactory
+from queue_service.store.keys import Keys
 
 from .adapters import Upstream
 from .callbacks import CallbackSender
@@ -32,9 +32,6 @@ from .routing import RoutingTable
 from .upstream_call import RetryPolicy, SizeLimits, UpstreamCaller
 
 log = logging.getLogger("workers.runtime")
-
-HEARTBEAT_INTERVAL = 2.0
-
 
 class WorkerRuntime:
     def __init__(self, settings: Settings, queues: frozenset[str] | None, arq: ArqRedis) -> None:
@@ -165,7 +162,7 @@ class WorkerRuntime:
                 await self.redis.hset(self.keys.workers, self.name, orjson.dumps(beat))
             except Exception:
                 log.warning("heartbeat failed", exc_info=True)
-            await asyncio.sleep(HEARTBEAT_INTERVAL)
+            await asyncio.sleep(self.settings.heartbeat_interval)
 
     async def _keep_alive(self) -> None:
         """Touch in-flight entries well within the visibility timeout (see recovery.py)."""

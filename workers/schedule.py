@@ -19,11 +19,11 @@ from typing import Any
 from arq.cron import CronJob, cron
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from queue_service.auth import NO_AUTH_TENANT
-from queue_service.broker import Broker
+from queue_service.api.auth import NO_AUTH_TENANT
 from queue_service.config_files import ConfigFileError, describe, load_toml
-from queue_service.ids import TaskIdFactory
 from queue_service.models import PutContext, PutRequest
+from queue_service.store.broker import Broker
+from queue_service.store.ids import TaskIdFactory
 
 from .adapters import ADAPTERS
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import httpx
 
-from queue_service.broker import Broker
-from queue_service.events import encode_chunk, encode_head
 from queue_service.models import Status
-from queue_service.task import Outcome, TaskRecord
+from queue_service.store.broker import Broker
+from queue_service.store.events import encode_chunk, encode_head
+from queue_service.store.records import Outcome, TaskRecord
 
 from .adapters import Adapter
 from .retry import backoff, parse_retry_after, retryable_status

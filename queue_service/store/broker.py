@@ -12,16 +12,16 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from . import statistics
-from .errors import QueueFull
-from .events import encode_done
-from .ids import TaskId
-from .keys import CONSUMER_GROUP, Keys
-from .models import TERMINAL_STATUSES, PutRequest, ResponseMode, Status
-from .scripts import Fields, Scripts
-from .task import Outcome, TaskRecord
+from queue_service.errors import QueueFull
+from queue_service.models import TERMINAL_STATUSES, PutRequest, ResponseMode, Status
+from queue_service.store import statistics
+from queue_service.store.events import encode_done
+from queue_service.store.ids import TaskId
+from queue_service.store.keys import CONSUMER_GROUP, Keys
+from queue_service.store.lua import Fields, Scripts
+from queue_service.store.records import Outcome, TaskRecord
 
-log = logging.getLogger("queue_service.broker")
+log = logging.getLogger("queue_service.store.broker")
 
 CANCELLED_STATUS_CODE = 499  # nginx's "client closed request"
 QUEUE_FULL_RETRY_AFTER = 5

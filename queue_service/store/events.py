@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from .models import Status
+from queue_service.models import Status
 
 
 @dataclass(frozen=True, slots=True)

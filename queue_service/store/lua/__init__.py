@@ -11,7 +11,7 @@ Fields = dict[str, str | int | bytes]
 
 
 def _load(name: str) -> str:
-    return (files(__package__) / "lua" / f"{name}.lua").read_text(encoding="utf-8")
+    return (files(__package__) / f"{name}.lua").read_text(encoding="utf-8")
 
 
 def _flatten(fields: Fields) -> list[str | int | bytes]:

@@ -8,17 +8,17 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from .config_files import describe
-from .logs import configure_logging
-from .settings import Settings
-from .submit import add_parser as add_submit_parser
+from queue_service.cli.submit import add_parser as add_submit_parser
+from queue_service.config_files import describe
+from queue_service.logs import configure_logging
+from queue_service.settings import Settings
 
 
 def _api(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from .app import create_app
-    from .auth import Authenticator, KeyFileError
+    from queue_service.api.app import create_app
+    from queue_service.api.auth import Authenticator, KeyFileError
 
     settings = Settings()
     configure_logging(settings)
@@ -38,7 +38,7 @@ def _api(args: argparse.Namespace) -> None:
 
 def _worker(args: argparse.Namespace) -> None:
     if args.check:
-        from .operator_cli import check_workers
+        from queue_service.cli.operator import check_workers
 
         sys.exit(check_workers(Settings()))
     from workers.entry import ResilientWorker, check_configuration, use_uvloop, worker_settings
@@ -57,7 +57,7 @@ def _worker(args: argparse.Namespace) -> None:
 def _mock_upstream(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from .mock_upstream import MockConfig, create_mock_app
+    from queue_service.mock_upstream import MockConfig, create_mock_app
 
     configure_logging(Settings())
     config = MockConfig(ttft=args.ttft, token_latency=args.token_latency)
@@ -67,13 +67,13 @@ def _mock_upstream(args: argparse.Namespace) -> None:
 
 
 def _stats(args: argparse.Namespace) -> None:
-    from .operator_cli import print_stats
+    from queue_service.cli.operator import print_stats
 
     print_stats(Settings())
 
 
 def _workers(args: argparse.Namespace) -> None:
-    from .operator_cli import print_workers
+    from queue_service.cli.operator import print_workers
 
     print_workers(Settings())
 
@@ -85,7 +85,7 @@ def _dead_letters(args: argparse.Namespace) -> None:
 
 
 def _dev(args: argparse.Namespace) -> None:
-    from .dev import run_dev
+    from queue_service.dev.stack import run_dev
 
     run_dev(args.port)
 

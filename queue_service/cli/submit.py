@@ -32,7 +32,7 @@ from typing import IO, Any, TypeVar
 
 import orjson
 
-from .client import AsyncQueueClient, NotFound, QueueClientError, QueueFull
+from queue_service.client import AsyncQueueClient, NotFound, QueueClientError, QueueFull
 
 STATE_SUFFIX = ".submitted"
 T = TypeVar("T")

@@ -14,24 +14,23 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from queue_service.api.auth import Authenticator
+from queue_service.api.responses import error
+from queue_service.api.routes import ROUTES
+from queue_service.api.state import AppState
+from queue_service.api.system_routes import SYSTEM_ROUTES
+from queue_service.credentials import CredentialBox
+from queue_service.errors import QueueServiceError
+from queue_service.models import PutContext
+from queue_service.outbound import CallbackPolicy
+from queue_service.settings import Settings
+from queue_service.store.broker import Broker
+from queue_service.store.hub import PubSubHub
+from queue_service.store.ids import TaskIdFactory
+from queue_service.store.keys import Keys
 from workers.adapters import ADAPTERS
 
-from .auth import Authenticator
-from .broker import Broker
-from .credentials import CredentialBox
-from .errors import QueueServiceError
-from .hub import PubSubHub
-from .ids import TaskIdFactory
-from .keys import Keys
-from .models import PutContext
-from .outbound import CallbackPolicy
-from .responses import error
-from .routes import ROUTES
-from .settings import Settings
-from .state import AppState
-from .system_routes import SYSTEM_ROUTES
-
-log = logging.getLogger("queue_service.app")
+log = logging.getLogger("queue_service.api.app")
 
 
 async def _service_error(request: Request, exc: Exception) -> Response:

@@ -8,10 +8,10 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from .broker import Broker
-from .keys import Keys
-from .settings import Settings
-from .stats import live_workers, queue_stats
+from queue_service.api.metrics import live_workers, queue_stats
+from queue_service.settings import Settings
+from queue_service.store.broker import Broker
+from queue_service.store.keys import Keys
 
 
 def _table(rows: list[list[str]]) -> str:

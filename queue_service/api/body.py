@@ -8,7 +8,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from starlette.requests import Request
 
-from .errors import BadRequest, InvalidJSON, PayloadTooLarge, UnsupportedMediaType
+from queue_service.errors import BadRequest, InvalidJSON, PayloadTooLarge, UnsupportedMediaType
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from .models import ResponseMode, Status
+from queue_service.models import ResponseMode, Status
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from .models import ResponseMode
+from queue_service.models import ResponseMode
 
 _MODES_BY_LETTER = {mode.letter: mode for mode in ResponseMode}
 _TASK_ID = re.compile(r"^TASK-(\d{1,9})-([01])-([BSC])-(\d{12})-(\d{4})-(\d{6})$")

@@ -13,9 +13,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from .broker import Broker
-from .keys import CONSUMER_GROUP
-from .statistics import cumulative, parse_field
+from queue_service.store.broker import Broker
+from queue_service.store.keys import CONSUMER_GROUP
+from queue_service.store.statistics import cumulative, parse_field
 
 WORKER_STALE_S = 15.0
 HISTOGRAMS = ("pickup_seconds", "run_seconds", "end_to_end_seconds")

@@ -17,10 +17,10 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from .errors import ServiceUnavailable
-from .events import TaskEvent, decode
+from queue_service.errors import ServiceUnavailable
+from queue_service.store.events import TaskEvent, decode
 
-log = logging.getLogger("queue_service.hub")
+log = logging.getLogger("queue_service.store.hub")
 
 CONFIRM_TIMEOUT = 5.0
 _LOST = object()

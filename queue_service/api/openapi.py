@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .models import PutRequest, Status
+from queue_service.models import PutRequest, Status
 
 
 class ErrorEnvelope(BaseModel):
