@@ -8,21 +8,10 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from queue_service.errors import ConfigFileError
+from queue_service.validation import describe
+
 ModelT = TypeVar("ModelT", bound=BaseModel)
-
-
-class ConfigFileError(Exception):
-    """A configuration file is missing, unreadable or invalid; the message says where."""
-
-
-def describe(exc: ValidationError) -> str:
-    """Every problem of a validation error on one line: `where: what`."""
-    problems = []
-    for error in exc.errors(include_url=False):
-        where = ".".join(map(str, error["loc"]))
-        what = str(error["msg"]).removeprefix("Value error, ")
-        problems.append(f"{where}: {what}" if where else what)
-    return "; ".join(problems)
 
 
 def load_toml(path: str, model: type[ModelT], setting: str, error: type[ConfigFileError]) -> ModelT:

@@ -10,11 +10,6 @@ import base64
 import hashlib
 
 from cryptography.fernet import Fernet, InvalidToken
-from starlette.requests import Request
-
-from queue_service.errors import Unauthorized
-
-UPSTREAM_KEY_HEADER = "x-upstream-api-key"
 
 
 class CredentialBox:
@@ -30,17 +25,3 @@ class CredentialBox:
             return self._fernet.decrypt(sealed).decode()
         except InvalidToken:
             return None
-
-
-def caller_upstream_key(request: Request) -> str:
-    """The key the caller wants sent upstream: `X-Upstream-Api-Key`, else its bearer key."""
-    explicit = request.headers.get(UPSTREAM_KEY_HEADER, "").strip()
-    if explicit:
-        return explicit
-    scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and bearer.strip():
-        return bearer.strip()
-    raise Unauthorized(
-        "QUEUE_UPSTREAM_AUTH=passthrough: send your upstream key as "
-        f"'{UPSTREAM_KEY_HEADER}' or 'Authorization: Bearer <key>'"
-    )

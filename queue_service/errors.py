@@ -1,41 +1,47 @@
-"""The service's one exception tree; `app.py` maps it to HTTP in one place.
+"""The service's one exception tree; `api/app.py` turns it into HTTP answers in one place.
 
-QueueServiceError
-├── BadRequest (400)          invalid input
-│   └── InvalidJSON           body is not JSON / not an object
-├── Unauthorized (401)
-├── TaskNotFound (404)
-├── Conflict (409)            e.g. cancelling a finished task
-├── RequestTimeout (408)
+QueueServiceError                  base: a message, an HTTP status and extra headers
+├── BadRequest (400)               invalid input
+│   └── UnsafeDestination          a callback URL that may not be called (SSRF rules)
+├── Unauthorized (401)             no key, or an unknown one
+├── Forbidden (403)                the key may not do this
+├── TaskNotFound (404)             no such task or queue (for this tenant)
+├── RequestTimeout (408)           a waited-for job did not finish within its timeout
+├── Conflict (409)                 e.g. cancelling a finished task
 ├── PayloadTooLarge (413)
 ├── UnsupportedMediaType (415)
-├── NotImplementedMode (501)
-└── ServiceUnavailable (503)  Redis unreachable
+├── TooManyRequests (429)          a key's rate limit (Retry-After)
+│   └── QueueFull                  a queue level holds its most waiting jobs
+├── ClientGone (499)               the client left while waiting (its job is cancelled)
+├── ServiceUnavailable (503)       the store (Redis) is unreachable
+│   └── HubDisconnected            the results connection dropped while a request waited
+└── ConfigFileError                a keys, routing or schedule file is wrong (start-up only)
 """
 
 from __future__ import annotations
 
 
 class QueueServiceError(Exception):
-    """Base of every error the service reports to a client."""
+    """Base of every error the service raises on purpose."""
 
     status_code = 500
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self._headers = headers or {}
 
-    def headers(self) -> dict[str, str] | None:
-        """Extra response headers (e.g. Retry-After)."""
-        return None
+    def headers(self) -> dict[str, str]:
+        """Response headers the answer carries (e.g. Retry-After, X-Task-Id)."""
+        return self._headers
 
 
 class BadRequest(QueueServiceError):
     status_code = 400
 
 
-class InvalidJSON(BadRequest):
-    pass
+class UnsafeDestination(BadRequest):
+    """The URL's host is, or resolves to, an address callbacks may not go to."""
 
 
 class Unauthorized(QueueServiceError):
@@ -62,24 +68,35 @@ class PayloadTooLarge(QueueServiceError):
     status_code = 413
 
 
+class UnsupportedMediaType(QueueServiceError):
+    status_code = 415
+
+
 class TooManyRequests(QueueServiceError):
     status_code = 429
 
     def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message)
+        super().__init__(message, headers={"retry-after": str(retry_after)})
         self.retry_after = retry_after
-
-    def headers(self) -> dict[str, str]:
-        return {"retry-after": str(self.retry_after)}
 
 
 class QueueFull(TooManyRequests):
     pass
 
 
-class UnsupportedMediaType(QueueServiceError):
-    status_code = 415
+class ClientGone(QueueServiceError):
+    """The client closed its connection while waiting; answered with an empty 499."""
+
+    status_code = 499  # nginx's "client closed request"
 
 
 class ServiceUnavailable(QueueServiceError):
     status_code = 503
+
+
+class HubDisconnected(ServiceUnavailable):
+    """The pub/sub connection dropped while a request waited on it."""
+
+
+class ConfigFileError(QueueServiceError):
+    """A configuration file is missing, unreadable or invalid; the message says where."""

@@ -1,9 +1,10 @@
-"""Request and response models, and the task `Status` with its terminal set."""
+"""What a job is, wherever it is: the put body (`PutRequest`), its response mode, the task
+`Status` and `CallbackState` with their terminal sets, and the public view of a task."""
 
 from __future__ import annotations
 
 import enum
-from typing import Annotated, Any
+from typing import Annotated, Any, NotRequired
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -16,8 +17,11 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from typing_extensions import TypedDict  # pydantic needs this one on Python 3.11
 
 QUEUE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+NO_AUTH_TENANT = ""
+"""The tenant of requests when API keys are off, and of scheduled jobs."""
 
 
 class Status(enum.StrEnum):
@@ -32,6 +36,19 @@ class Status(enum.StrEnum):
 TERMINAL_STATUSES = frozenset({Status.SUCCEEDED, Status.FAILED, Status.TIMEOUT, Status.CANCELLED})
 
 
+class CallbackState(enum.StrEnum):
+    """Where a callback job's delivery stands (`pending` until the first attempt)."""
+
+    PENDING = "pending"
+    RETRYING = "retrying"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    """Given up on: a dead letter, until re-delivered."""
+
+
+SETTLED_CALLBACK_STATES = frozenset({CallbackState.DELIVERED, CallbackState.FAILED})
+
+
 class ResponseMode(enum.StrEnum):
     CALLBACK = "callback"
     BLOCKING = "blocking"
@@ -41,6 +58,33 @@ class ResponseMode(enum.StrEnum):
     def letter(self) -> str:
         """The mode's letter in a task id: C, B or S."""
         return self.value[0].upper()
+
+
+class CallbackView(TypedDict):
+    url: str
+    status: CallbackState
+    attempts: int
+    last_error: str | None
+
+
+class TaskView(TypedDict):
+    """What `GET /v1/queue/{task_id}` shows of a task (never its tenant)."""
+
+    task_id: str
+    queue: str
+    level: int
+    response_mode: ResponseMode
+    endpoint: str
+    status: Status
+    created_at: int
+    deadline: int
+    started_at: int | None
+    finished_at: int | None
+    attempts: int
+    status_code: int | None
+    result: Any
+    callback: NotRequired[CallbackView]
+    """Callback jobs only."""
 
 
 def _check_http_url(url: str) -> str:

@@ -14,15 +14,13 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
+from queue_service.errors import UnsafeDestination
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
 _CACHE_SECONDS = 60.0
-
-
-class UnsafeDestination(Exception):
-    """The URL's host is, or resolves to, an address callbacks may not go to."""
 
 
 def parse_networks(text: str | None) -> tuple[IPNetwork, ...]:

@@ -25,10 +25,10 @@ from bench_held import held
 from bench_streaming import streaming
 from bench_throughput import throughput
 from benchlib import MockUpstream, Stack, redis_for_bench, report, summary_ms
+from queue_service.store.broker import Broker
 from redis.asyncio import Redis
 
 from queue_service.models import PutRequest
-from queue_service.store.broker import Broker
 from queue_service.store.ids import TaskIdFactory
 from queue_service.store.keys import Keys
 

@@ -9,7 +9,6 @@ import httpx
 from redis.asyncio import Redis
 
 from queue_service.settings import Settings
-from queue_service.store.broker import Broker
 from queue_service.store.keys import Keys
 from tests.servers import CallbackReceiver
 from workers.callbacks import sweep_overdue_callbacks
@@ -94,9 +93,9 @@ async def test_delivered_callbacks_leave_nothing_due(
     for _ in range(3):
         await api.post("/v1/queue/put", json=job(url))
     await inbox.wait_for(3)
-    broker = Broker(redis, Keys(settings.key_prefix), 60)
+    keys = Keys(settings.key_prefix)
     async with asyncio.timeout(5):
-        while await redis.zcard(broker.keys.callbacks_due("callbacks")):
+        while await redis.zcard(keys.callbacks_due("callbacks")):
             await asyncio.sleep(0.02)
 
 

@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
+from queue_service.errors import HubDisconnected
 from queue_service.models import Status
 from queue_service.store.events import Chunk, Done, decode, encode_chunk, encode_done, encode_head
-from queue_service.store.hub import HubDisconnected, PubSubHub
+from queue_service.store.hub import PubSubHub
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from queue_service.store import Store
 from queue_service.store.keys import Keys
 from tests.conftest import process_env
 from tests.servers import CallbackReceiver, serve
@@ -57,7 +58,8 @@ class CountingUpstream:
 
 @pytest.fixture
 async def limiter(redis: Redis, prefix: str) -> Limiter:
-    return Limiter(redis, Keys(prefix), lease_ttl=1.0)
+    store = Store(redis, Keys(prefix), redis_url="", retention_s=60)
+    return Limiter(store.leases, lease_ttl=1.0)
 
 
 async def test_a_limit_never_admits_more_than_its_size(limiter: Limiter) -> None:

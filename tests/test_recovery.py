@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 
 from queue_service.models import Status
 from queue_service.settings import Settings
-from queue_service.store.broker import Broker
+from queue_service.store import Store
 from queue_service.store.keys import CONSUMER_GROUP, Keys
 from queue_service.store.records import Outcome
 from tests.servers import CallbackReceiver
@@ -42,14 +42,14 @@ async def put(api: httpx.AsyncClient, body: dict[str, Any]) -> str:
 
 async def test_the_first_outcome_wins(redis: Redis, prefix: str, api: httpx.AsyncClient) -> None:
     task_id = await put(api, job("x", "http://127.0.0.1:9/cb"))
-    broker = Broker(redis, Keys(prefix), 60)
-    record = await broker.load("recovery", task_id)
+    tasks = Store(redis, Keys(prefix), redis_url="", retention_s=60).tasks
+    record = await tasks.load("recovery", task_id)
     assert record is not None
     first = Outcome(Status.SUCCEEDED, 200, b'{"first":true}')
     second = Outcome(Status.FAILED, 500, b'{"second":true}')
-    assert await broker.finish(record, record.entry, first)
-    assert not await broker.finish(record, record.entry, second)
-    stored = await broker.load("recovery", task_id)
+    assert await tasks.finish(record, record.entry, first)
+    assert not await tasks.finish(record, record.entry, second)
+    stored = await tasks.load("recovery", task_id)
     assert stored is not None
     assert stored.outcome == first
 

@@ -10,7 +10,8 @@ import pytest
 from arq.worker import Worker
 
 from queue_service.settings import Settings
-from workers.retry import backoff, parse_retry_after, retryable_status
+from queue_service.timing import backoff
+from workers.retry import parse_retry_after, retryable_status
 
 from .conftest import running_worker
 

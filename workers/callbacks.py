@@ -10,7 +10,6 @@ callbacks-due set until its callback is settled; a cron sweep resends those that
 from __future__ import annotations
 
 import logging
-import random
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,10 +18,12 @@ import httpx
 import orjson
 from arq.connections import ArqRedis
 
-from queue_service.outbound import CallbackPolicy, UnsafeDestination
+from queue_service.errors import UnsafeDestination
+from queue_service.models import CallbackState
+from queue_service.outbound import CallbackPolicy
 from queue_service.signing import signature_headers
-from queue_service.store.broker import Broker
-from queue_service.store.records import Outcome, TaskRecord
+from queue_service.store import Outcome, Store, TaskRecord
+from queue_service.timing import backoff, now_ms
 
 log = logging.getLogger("workers.callbacks")
 
@@ -45,7 +46,7 @@ class CallbackSender:
     def __init__(
         self,
         http: httpx.AsyncClient,
-        broker: Broker,
+        store: Store,
         arq: ArqRedis,
         *,
         arq_queue: str,
@@ -60,7 +61,8 @@ class CallbackSender:
         self.policy = policy
         self.secret = secret
         self.http = http
-        self.broker = broker
+        self.store = store
+        self.ledger = store.callbacks
         self.arq = arq
         self.arq_queue = arq_queue
         self.max_attempts = max_attempts
@@ -70,24 +72,25 @@ class CallbackSender:
         self.dead_letter_retention = dead_letter_retention
 
     def delay(self, attempt: int) -> float:
-        """Exponential backoff with jitter before attempt `attempt + 1`."""
-        ceiling = min(self.backoff * 2 ** (attempt - 1), self.backoff_max)
-        return random.uniform(ceiling / 2, ceiling)
+        """How long to wait before attempt `attempt + 1`."""
+        return backoff(attempt, self.backoff, self.backoff_max)
 
     async def deliver(self, record: TaskRecord, outcome: Outcome, attempt: int) -> bool:
         """One delivery attempt; schedules the next one when the receiver failed."""
         error = await self._post(record, outcome)
         if error is None:
-            await self.broker.record_callback(record, "delivered", attempt, None)
+            await self.ledger.record_attempt(record, CallbackState.DELIVERED, attempt, None)
             log.info("task %s callback delivered (attempt %d)", record.task_id, attempt)
             return True
         retryable, message = error
         delay = self.delay(attempt)
-        finished_s = (record.finished_at or int(time.time() * 1000)) / 1000
+        finished_s = (record.finished_at or now_ms()) / 1000
         within_horizon = time.time() + delay - finished_s <= self.horizon
         if retryable and attempt < self.max_attempts and within_horizon:
             next_ms = int((time.time() + delay) * 1000)
-            await self.broker.record_callback(record, "retrying", attempt, message, next_ms)
+            await self.ledger.record_attempt(
+                record, CallbackState.RETRYING, attempt, message, next_ms
+            )
             await self.schedule(record, attempt + 1, delay)
             log.warning(
                 "task %s callback attempt %d failed (%s); retry in %.1fs",
@@ -97,8 +100,8 @@ class CallbackSender:
                 delay,
             )
         else:
-            await self.broker.record_callback(record, "failed", attempt, message)
-            await self.broker.dead_letter(record, self.dead_letter_retention)
+            await self.ledger.record_attempt(record, CallbackState.FAILED, attempt, message)
+            await self.ledger.dead_letters.add(record, self.dead_letter_retention)
             log.error("task %s callback given up (dead letter): %s", record.task_id, message)
         return False
 
@@ -109,7 +112,7 @@ class CallbackSender:
             record.queue,
             record.task_id,
             attempt,
-            _job_id=self.broker.keys.callback_job_id(record.task_id, attempt),
+            _job_id=self.store.keys.callback_job_id(record.task_id, attempt),
             _queue_name=self.arq_queue,
             _defer_by=delay,
         )
@@ -149,11 +152,11 @@ def _sender(ctx: dict[str, Any]) -> CallbackSender:
 async def deliver_callback(ctx: dict[str, Any], queue: str, task_id: str, attempt: int) -> None:
     """arq job: a deferred (re)delivery of a callback."""
     sender = _sender(ctx)
-    record = await sender.broker.load(queue, task_id)
+    record = await sender.store.tasks.load(queue, task_id)
     if record is None or record.outcome is None:
         log.warning("task %s gone before callback attempt %d", task_id, attempt)
         return
-    if record.callback_status == "delivered":
+    if record.callback_status is CallbackState.DELIVERED:
         return
     await sender.deliver(record, record.outcome, attempt)
 
@@ -161,19 +164,18 @@ async def deliver_callback(ctx: dict[str, Any], queue: str, task_id: str, attemp
 async def sweep_overdue_callbacks(ctx: dict[str, Any]) -> int:
     """arq cron: resend callbacks that stayed due (their worker died before settling them)."""
     sender = _sender(ctx)
-    broker = sender.broker
+    store, ledger = sender.store, sender.ledger
     resent = 0
-    for queue in await broker.queues():
-        for task_id in await broker.overdue_callbacks(queue):
-            record = await broker.load(queue, task_id)
+    for queue in await store.queues.all():
+        for task_id in await ledger.due.overdue(queue):
+            record = await store.tasks.load(queue, task_id)
             if record is None or record.outcome is None:
-                await broker.redis.zrem(broker.keys.callbacks_due(queue), task_id)
+                await ledger.due.settle(queue, task_id)
                 continue
             attempt = record.callback_attempts + 1
             log.warning("task %s callback overdue: resending (attempt %d)", task_id, attempt)
-            next_ms = int(time.time() * 1000)
-            await broker.record_callback(
-                record, "retrying", record.callback_attempts, "overdue", next_ms
+            await ledger.record_attempt(
+                record, CallbackState.RETRYING, record.callback_attempts, "overdue", now_ms()
             )
             await sender.schedule(record, attempt, 0)
             resent += 1

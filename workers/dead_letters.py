@@ -6,50 +6,51 @@ import asyncio
 
 from arq import create_pool
 from arq.connections import RedisSettings
-from redis.asyncio import Redis
 
+from queue_service.models import CallbackState
 from queue_service.settings import Settings
-from queue_service.store.broker import Broker
-from queue_service.store.keys import Keys
+from queue_service.store import Store
 
 from .callbacks import DELIVER_CALLBACK
 
 
 async def dead_letters(settings: Settings, redeliver: bool) -> int:
     """Print the dead letters (re-delivering them when asked); returns how many there were."""
-    redis = Redis.from_url(settings.redis_url)
-    broker = Broker(redis, Keys(settings.key_prefix), settings.result_retention)
+    store = Store.from_settings(settings)
+    ledger = store.callbacks
     arq = await create_pool(RedisSettings.from_dsn(settings.redis_url)) if redeliver else None
     try:
-        letters = await broker.dead_letter_ids()
+        letters = await ledger.dead_letters.all()
         for queue, task_id in letters:
-            record = await broker.load(queue, task_id)
+            record = await store.tasks.load(queue, task_id)
             if record is None:
                 print(f"{task_id}  (expired)")
-                await broker.forget_dead_letter(queue, task_id)
+                await ledger.dead_letters.forget(queue, task_id)
                 continue
             print(
                 f"{task_id}  {record.callback_url}  attempts={record.callback_attempts}"
                 f"  last error: {record.callback_last_error}"
             )
             if arq is not None:
-                await broker.record_callback(record, "retrying", 0, "re-delivery requested")
+                await ledger.record_attempt(
+                    record, CallbackState.RETRYING, 0, "re-delivery requested"
+                )
                 await arq.enqueue_job(
                     DELIVER_CALLBACK,
                     queue,
                     task_id,
                     1,
-                    _job_id=broker.keys.callback_job_id(task_id, "redeliver"),
-                    _queue_name=broker.keys.arq_queue,
+                    _job_id=store.keys.callback_job_id(task_id, "redeliver"),
+                    _queue_name=store.keys.arq_queue,
                 )
-                await broker.forget_dead_letter(queue, task_id)
+                await ledger.dead_letters.forget(queue, task_id)
         verb = "queued for re-delivery" if redeliver else "dead letters"
         print(f"{len(letters)} {verb}")
         return len(letters)
     finally:
         if arq is not None:
             await arq.aclose()
-        await redis.aclose()
+        await store.aclose()
 
 
 def run(settings: Settings, redeliver: bool) -> None:

@@ -13,9 +13,9 @@ from typing import Any
 from arq.connections import RedisSettings
 from arq.cron import cron
 from arq.worker import Worker, func
-from redis.exceptions import RedisError
 
 from queue_service.settings import Settings
+from queue_service.store import STORE_ERRORS
 from queue_service.store.keys import Keys
 
 from .adapters import Upstream
@@ -36,7 +36,7 @@ class ResilientWorker(Worker):
     async def _poll_iteration(self) -> None:
         try:
             await super()._poll_iteration()
-        except (RedisError, OSError) as exc:
+        except STORE_ERRORS as exc:
             log.warning("arq poll failed (%s); retrying", exc)
             await asyncio.sleep(1.0)
 

@@ -12,14 +12,13 @@ import orjson
 
 from queue_service.credentials import CredentialBox
 from queue_service.models import TERMINAL_STATUSES, ResponseMode, Status
-from queue_service.store.broker import Broker
-from queue_service.store.records import Outcome, TaskRecord
+from queue_service.store import Outcome, Store, StreamEntry, TaskRecord
 
 from .adapters import ADAPTERS
 from .callbacks import CallbackSender
-from .consumer import Entry
+from .consumer import Job
 from .limiter import Limiter
-from .routing import Route, RoutingTable
+from .routing import RoutingTable, UpstreamRoute
 from .upstream_call import UpstreamCaller
 
 log = logging.getLogger("workers.executor")
@@ -32,7 +31,7 @@ when it passes; the worker's own cut comes this much later, as a backstop."""
 class JobExecutor:
     def __init__(
         self,
-        broker: Broker,
+        store: Store,
         caller: UpstreamCaller,
         routing: RoutingTable,
         limiter: Limiter,
@@ -42,73 +41,78 @@ class JobExecutor:
         credentials: CredentialBox | None = None,
     ) -> None:
         self.credentials = credentials
-        self.broker = broker
+        self.tasks = store.tasks
         self.max_deliveries = max_deliveries
         self.caller = caller
         self.routing = routing
         self.limiter = limiter
         self.callbacks = callbacks
         self.worker_name = worker_name
-        self.cancelled: set[str] = set()
         self._finishing: set[asyncio.Future[None]] = set()
 
-    async def run(self, entry: Entry) -> None:
+    async def run(self, job: Job) -> None:
         """Run one stream entry to its end; acknowledge it only once its outcome is stored."""
+        entry = job.entry
         if entry.deliveries > self.max_deliveries:
             await self._give_up(entry)
             return
         try:
             ran = await self._run(entry)
         except asyncio.CancelledError:  # delivered once: the clean-up below may await
-            await self._cancelled(entry)
+            await self._cancelled(job)
             raise
         if ran is None:  # gone, finished or cancelled before it started
-            await self.broker.ack(entry.queue, entry.level, entry.entry_id)
+            await self.tasks.ack(entry.queue, entry.level, entry.entry_id)
         else:
             await self._finish(entry, *ran)
 
-    async def _cancelled(self, entry: Entry) -> None:
+    async def _cancelled(self, job: Job) -> None:
         """Stopped mid-job: by its client (ack it) or by shutdown (hand it back at once)."""
-        if entry.task_id in self.cancelled:
-            self.cancelled.discard(entry.task_id)
-            await self.broker.ack(entry.queue, entry.level, entry.entry_id)
+        entry = job.entry
+        if job.cancel_requested:
+            await self.tasks.ack(entry.queue, entry.level, entry.entry_id)
             log.info("task %s cancelled while running", entry.task_id)
             return
-        record = await self.broker.load(entry.queue, entry.task_id)
+        record = await self.tasks.load(entry.queue, entry.task_id)
         if record is not None and record.mode is ResponseMode.STREAMING:
             # Its client may have part of the answer already: a rerun would repeat it.
             message = "the worker shut down in the middle of the stream"
             outcome = Outcome.error(Status.FAILED, 503, message, "worker_shutdown")
             await self._finish(entry, record, outcome)
             return
-        if await self.broker.requeue(entry.queue, entry.level, entry.task_id, entry.entry_id):
+        if await self.tasks.requeue(entry.queue, entry.level, entry.task_id, entry.entry_id):
             log.info("task %s handed back to the queue (worker shutting down)", entry.task_id)
 
-    async def _give_up(self, entry: Entry) -> None:
+    async def _give_up(self, entry: StreamEntry) -> None:
         """A job whose workers keep dying: end it instead of looping forever."""
-        record = await self.broker.load(entry.queue, entry.task_id)
+        record = await self.tasks.load(entry.queue, entry.task_id)
         if record is None or record.status in TERMINAL_STATUSES:
-            await self.broker.ack(entry.queue, entry.level, entry.entry_id)
+            await self.tasks.ack(entry.queue, entry.level, entry.entry_id)
             return
         lost = entry.deliveries - 1
         outcome = Outcome.error(Status.FAILED, 500, f"worker lost {lost} times", "worker_lost")
         await self._finish(entry, record, outcome)
 
-    async def _run(self, entry: Entry) -> tuple[TaskRecord, Outcome] | None:
+    async def _run(self, entry: StreamEntry) -> tuple[TaskRecord, Outcome] | None:
         if not self.routing.has_limits:
-            return await self._start_and_call(entry, None)
-        known = await self.broker.load(entry.queue, entry.task_id)
+            return await self._start_and_call(entry)
+        known = await self.tasks.load(entry.queue, entry.task_id)
         if known is None or known.status in TERMINAL_STATUSES:
             return None
-        route = self._route(known, orjson.loads(known.data))
+        data: dict[str, Any] = orjson.loads(known.data)
+        route = self._route(known, data)
         lease = f"{self.worker_name}:{entry.task_id}"
         async with self.limiter.hold(route.limits, lease, entry.level, known.created_at):
-            return await self._start_and_call(entry, route)
+            return await self._start_and_call(entry, route, data)
 
     async def _start_and_call(
-        self, entry: Entry, route: Route | None
+        self,
+        entry: StreamEntry,
+        route: UpstreamRoute | None = None,
+        data: dict[str, Any] | None = None,
     ) -> tuple[TaskRecord, Outcome] | None:
-        record = await self.broker.start(entry.queue, entry.task_id, self.worker_name)
+        """Claim the task and call its upstream (`route` and `data`: when already known)."""
+        record = await self.tasks.start(entry.queue, entry.task_id, self.worker_name)
         if record is None or record.status in TERMINAL_STATUSES:
             return None
         if record.status is Status.QUEUED:  # start.lua left it: the deadline has passed
@@ -121,18 +125,21 @@ class JobExecutor:
             entry.level,
             ((record.started_at or record.created_at) - record.created_at) / 1000,
         )
-        return record, await self._call(record, route)
+        return record, await self._call(record, route, data)
 
-    def _route(self, record: TaskRecord, data: dict[str, Any]) -> Route:
+    def _route(self, record: TaskRecord, data: dict[str, Any]) -> UpstreamRoute:
         return self.routing.resolve(record.endpoint, record.queue, data.get("model"))
 
-    async def _call(self, record: TaskRecord, route: Route | None) -> Outcome:
+    async def _call(
+        self, record: TaskRecord, route: UpstreamRoute | None, data: dict[str, Any] | None
+    ) -> Outcome:
         """Call the upstream (on `route`, or the one routing picks) within the job's deadline."""
         adapter = ADAPTERS.get(record.endpoint)
         if adapter is None:
             message = f"no adapter serves {record.endpoint}"
             return Outcome.error(Status.FAILED, 400, message, "invalid_request")
-        data: dict[str, Any] = orjson.loads(record.data)
+        if data is None:
+            data = orjson.loads(record.data)
         route = await self._with_callers_key(record, route or self._route(record, data))
         relay = record.mode is ResponseMode.STREAMING
         if relay:
@@ -146,15 +153,15 @@ class JobExecutor:
         except TimeoutError:
             return Outcome.error(Status.TIMEOUT, 408, "job timed out", "timeout")
 
-    async def _with_callers_key(self, record: TaskRecord, route: Route) -> Route:
+    async def _with_callers_key(self, record: TaskRecord, route: UpstreamRoute) -> UpstreamRoute:
         """With passthrough auth, the route's upstream takes the caller's own key."""
         if self.credentials is None:
             return route
-        sealed = await self.broker.sealed_upstream_key(record.queue, record.task_id)
+        sealed = await self.tasks.sealed_upstream_key(record.queue, record.task_id)
         key = self.credentials.open(sealed) if sealed else None
         return replace(route, upstream=replace(route.upstream, api_key=key))
 
-    async def _finish(self, entry: Entry, record: TaskRecord, outcome: Outcome) -> None:
+    async def _finish(self, entry: StreamEntry, record: TaskRecord, outcome: Outcome) -> None:
         # Shielded: once an outcome exists, a shutdown must not cut its storing or its
         # callback in half (the receiver would get it while we record it as undelivered).
         # Shutdown waits for these (`settle`), bounded by QUEUE_CALLBACK_REQUEST_TIMEOUT.
@@ -168,9 +175,9 @@ class JobExecutor:
         await asyncio.gather(*self._finishing, return_exceptions=True)
 
     async def _record_and_call_back(
-        self, entry: Entry, record: TaskRecord, outcome: Outcome
+        self, entry: StreamEntry, record: TaskRecord, outcome: Outcome
     ) -> None:
-        won = await self.broker.finish(record, entry.entry_id, outcome)
+        won = await self.tasks.finish(record, entry.entry_id, outcome)
         elapsed = (time.time() * 1000 - record.created_at) / 1000
         log.info(
             "task %s %s (queue %s, level %d, status code %d) %.3fs after its put",

@@ -1,9 +1,9 @@
-"""Concurrency limits shared by every worker process, through Redis.
+"""Concurrency limits shared by every worker process (their slots are `store.leases`).
 
-A slot is a lease in a sorted set, renewed while held; a worker that dies stops renewing and
-its slots come back within `lease_ttl` seconds. Waiters queue in Redis by priority (online
-before offline, then oldest first); a freed slot is announced on a pub/sub channel so waiters
-ask again at once (and at least every `ASK_INTERVAL` seconds anyway).
+A slot is a lease, renewed while held; a worker that dies stops renewing and its slots come
+back within `lease_ttl` seconds. Waiters queue by priority (online before offline, then oldest
+first); a freed slot is announced to every worker so waiters ask again at once (and at least
+every `ASK_INTERVAL` seconds anyway).
 """
 
 from __future__ import annotations
@@ -11,15 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
-from importlib.resources import files
 
 import anyio
-from redis.asyncio import Redis
 
-from queue_service.store.keys import Keys
+from queue_service.store.leases import Leases
 
 from .routing import Limit
 
@@ -30,16 +27,10 @@ WAITER_TTL_MS = 5_000
 _LEVEL_WEIGHT = 10**13  # a level outweighs any age in ms
 
 
-def _script(name: str) -> str:
-    return (files("queue_service.store.lua") / f"{name}.lua").read_text(encoding="utf-8")
-
-
 class Limiter:
-    def __init__(self, redis: Redis, keys: Keys, lease_ttl: float = 30.0) -> None:
-        self.redis = redis
-        self.keys = keys
+    def __init__(self, leases: Leases, lease_ttl: float = 30.0) -> None:
+        self.leases = leases
         self.lease_ttl_ms = int(lease_ttl * 1000)
-        self._acquire = redis.register_script(_script("limit_acquire"))
         self._freed: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
 
     def released(self, limit: str) -> None:
@@ -64,23 +55,12 @@ class Limiter:
                 await self._let_go(limits, held, lease)
 
     async def _take(self, limit: Limit, lease: str, score: int) -> None:
-        keys = [
-            self.keys.limit_leases(limit.name),
-            self.keys.limit_waiters(limit.name),
-            self.keys.limit_waiter_expiry(limit.name),
-        ]
         freed = self._freed[limit.name]
         while True:
             freed.clear()
-            args: list[str | int] = [
-                _now_ms(),
-                limit.size,
-                lease,
-                score,
-                self.lease_ttl_ms,
-                WAITER_TTL_MS,
-            ]
-            if await self._acquire(keys=keys, args=args):
+            if await self.leases.acquire(
+                limit.name, limit.size, lease, score, self.lease_ttl_ms, WAITER_TTL_MS
+            ):
                 return
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(ASK_INTERVAL):
@@ -102,12 +82,9 @@ class Limiter:
     async def _renew(self, held: list[Limit], lease: str) -> None:
         while True:
             await asyncio.sleep(self.lease_ttl_ms / 3000)
-            expiry = _now_ms() + self.lease_ttl_ms
             for limit in held:
                 try:
-                    renewed = await self.redis.zadd(
-                        self.keys.limit_leases(limit.name), {lease: expiry}, xx=True, ch=True
-                    )
+                    renewed = await self.leases.renew(limit.name, lease, self.lease_ttl_ms)
                 except Exception:
                     log.warning("could not renew %s for %s", limit.name, lease, exc_info=True)
                     continue
@@ -115,21 +92,10 @@ class Limiter:
                     log.warning("lease %s on %s had expired before renewal", lease, limit.name)
 
     async def _let_go(self, limits: tuple[Limit, ...], held: list[Limit], lease: str) -> None:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for limit in limits:
-                if limit in held:
-                    pipe.zrem(self.keys.limit_leases(limit.name), lease)
-                    pipe.publish(self.keys.limit_released_channel, limit.name)
-                else:  # stop waiting
-                    pipe.zrem(self.keys.limit_waiters(limit.name), lease)
-                    pipe.zrem(self.keys.limit_waiter_expiry(limit.name), lease)
-            try:
-                await pipe.execute()
-            except Exception:  # leases expire by themselves
-                log.warning("could not release %s", lease, exc_info=True)
+        waiting = [limit.name for limit in limits if limit not in held]
+        try:
+            await self.leases.release([limit.name for limit in held], waiting, lease)
+        except Exception:  # leases expire by themselves
+            log.warning("could not release %s", lease, exc_info=True)
         for limit in held:
             self.released(limit.name)
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)

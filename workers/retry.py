@@ -1,8 +1,8 @@
-"""When and how long to wait before trying an upstream again."""
+"""When to try an upstream again, and how long its `Retry-After` asks to wait (the delay
+itself is `queue_service.timing.backoff`)."""
 
 from __future__ import annotations
 
-import random
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
@@ -10,12 +10,6 @@ from email.utils import parsedate_to_datetime
 def retryable_status(status_code: int) -> bool:
     """429 and 5xx are worth another try; other 4xx are the request's own fault."""
     return status_code == 429 or status_code >= 500
-
-
-def backoff(attempt: int, base: float, cap: float) -> float:
-    """Exponential backoff with jitter before retry number `attempt` (1, 2, ...)."""
-    ceiling = min(base * 2 ** (attempt - 1), cap)
-    return random.uniform(ceiling / 2, ceiling)
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -27,7 +27,8 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from queue_service.config_files import ConfigFileError, load_toml
+from queue_service.config_files import load_toml
+from queue_service.errors import ConfigFileError
 
 from .adapters import Upstream
 
@@ -77,7 +78,7 @@ class Limit:
 
 
 @dataclass(frozen=True, slots=True)
-class Route:
+class UpstreamRoute:
     upstream: Upstream
     timeout: float | None
     limits: tuple[Limit, ...]
@@ -112,7 +113,7 @@ class RoutingTable:
         parsed = load_toml(path, RoutingFile, "QUEUE_UPSTREAMS_FILE", RoutingError)
         return cls(default, parsed.upstream, parsed.queue)
 
-    def resolve(self, endpoint: str, queue: str, model: object) -> Route:
+    def resolve(self, endpoint: str, queue: str, model: object) -> UpstreamRoute:
         model_name = model if isinstance(model, str) else None
         for key in (
             (endpoint, queue, model_name),
@@ -125,8 +126,8 @@ class RoutingTable:
                 upstream, entry = found
                 break
         else:
-            return Route(self.default, None, self._limits(queue, None))
-        return Route(upstream, entry.timeout, self._limits(queue, entry))
+            return UpstreamRoute(self.default, None, self._limits(queue, None))
+        return UpstreamRoute(upstream, entry.timeout, self._limits(queue, entry))
 
     def _limits(self, queue: str, entry: UpstreamEntry | None) -> tuple[Limit, ...]:
         """The queue's limit first, then the upstream's: one order everywhere, no deadlock."""

@@ -7,42 +7,33 @@ import contextlib
 import logging
 import os
 import socket
-import time
 import uuid
 
 import httpx
-import orjson
 from arq.connections import ArqRedis
-from redis.asyncio import Redis
 
 from queue_service.credentials import CredentialBox
 from queue_service.outbound import CallbackPolicy
 from queue_service.settings import Settings
-from queue_service.store.broker import Broker
-from queue_service.store.ids import TaskIdFactory
-from queue_service.store.keys import Keys
+from queue_service.store import Store, Topic
 
 from .adapters import Upstream
 from .callbacks import CallbackSender
 from .consumer import StreamConsumer
 from .executor import JobExecutor
 from .limiter import Limiter
-from .recovery import PendingKeeper
 from .routing import RoutingTable
 from .upstream_call import RetryPolicy, SizeLimits, UpstreamCaller
 
 log = logging.getLogger("workers.runtime")
+
 
 class WorkerRuntime:
     def __init__(self, settings: Settings, queues: frozenset[str] | None, arq: ArqRedis) -> None:
         self.settings = settings
         self.queues = queues
         self.name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        keys = Keys(settings.key_prefix)
-        self.keys = keys
-        self.redis = Redis.from_url(settings.redis_url, socket_connect_timeout=5)
-        self.blocking_redis = Redis.from_url(settings.redis_url, single_connection_client=True)
-        self.broker = Broker(self.redis, keys, settings.result_retention)
+        self.store = store = Store.from_settings(settings)
         slots = settings.concurrency
         self.upstream_http = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.upstream_timeout, connect=10.0),
@@ -53,9 +44,9 @@ class WorkerRuntime:
         )
         self.callbacks = CallbackSender(
             self.callback_http,
-            self.broker,
+            store,
             arq,
-            arq_queue=keys.arq_queue,
+            arq_queue=store.keys.arq_queue,
             max_attempts=settings.callback_max_attempts,
             backoff=settings.callback_backoff,
             backoff_max=settings.callback_backoff_max,
@@ -67,17 +58,17 @@ class WorkerRuntime:
         self.routing = RoutingTable.load(
             settings.upstreams_file, Upstream(settings.upstream_url, settings.upstream_api_key)
         )
-        self.limiter = Limiter(self.redis, keys, settings.limit_lease_ttl)
+        self.limiter = Limiter(store.leases, settings.limit_lease_ttl)
         policy = RetryPolicy(
             settings.upstream_max_retries,
             settings.upstream_retry_backoff,
             settings.upstream_retry_backoff_max,
         )
         self.executor = JobExecutor(
-            self.broker,
+            store,
             UpstreamCaller(
                 self.upstream_http,
-                self.broker,
+                store.tasks,
                 policy,
                 SizeLimits(
                     settings.max_stream_events,
@@ -94,23 +85,21 @@ class WorkerRuntime:
             if settings.upstream_auth == "passthrough" and settings.secret_key
             else None,
         )
+        self.reader = store.stream_reader(self.name, settings.visibility_timeout)
         self.consumer = StreamConsumer(
-            self.broker,
-            self.blocking_redis,
+            store,
+            self.reader,
             self.executor.run,
-            name=self.name,
             concurrency=slots,
             reserved_online=min(settings.online_reserved_slots, slots - 1),
             queues=queues,
             refresh_interval=settings.registry_refresh_interval,
-            keeper=PendingKeeper(self.redis, self.name, settings.visibility_timeout),
             reclaim_interval=settings.visibility_timeout / 2,
         )
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        instance = int(await self.redis.incr(self.keys.instance_seq))
-        self.scheduler_ids = TaskIdFactory(instance)
+        await self.store.number_this_process()  # scheduled jobs get task ids here
         self._tasks = [
             asyncio.create_task(self.consumer.run(), name="stream consumer"),
             asyncio.create_task(self._listen(), name="announcement listener"),
@@ -139,33 +128,31 @@ class WorkerRuntime:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         with contextlib.suppress(Exception):
-            await self.redis.hdel(self.keys.workers, self.name)
+            await self.store.heartbeats.forget(self.name)
         await self.upstream_http.aclose()
         await self.callback_http.aclose()
-        await self.blocking_redis.aclose()
-        await self.redis.aclose()
+        await self.reader.aclose()
+        await self.store.aclose()
 
     async def _heartbeat(self) -> None:
         """Say who this worker is and how busy, for `queue-service workers`, stats, metrics."""
         while True:
             beat = {
-                "name": self.name,
                 "host": socket.gethostname(),
                 "pid": os.getpid(),
                 "queues": sorted(self.queues) if self.queues is not None else None,
                 "slots": self.consumer.concurrency,
                 "in_flight": self.consumer.in_flight,
                 "jobs_done": self.consumer.jobs_done,
-                "seen_at": time.time(),
             }
             try:
-                await self.redis.hset(self.keys.workers, self.name, orjson.dumps(beat))
+                await self.store.heartbeats.beat(self.name, beat)
             except Exception:
                 log.warning("heartbeat failed", exc_info=True)
             await asyncio.sleep(self.settings.heartbeat_interval)
 
     async def _keep_alive(self) -> None:
-        """Touch in-flight entries well within the visibility timeout (see recovery.py)."""
+        """Touch in-flight entries well within the visibility timeout (see store/streams.py)."""
         while True:
             await asyncio.sleep(self.settings.visibility_timeout / 3)
             try:
@@ -174,31 +161,21 @@ class WorkerRuntime:
                 log.warning("could not touch in-flight entries", exc_info=True)
 
     async def _listen(self) -> None:
-        """Follow announcements: cancelled tasks (stop them here), new queues, freed slots."""
-        keys = self.keys
-        cancel, new_queue = keys.cancel_channel, keys.new_queue_channel
+        """Follow announcements: cancelled tasks (stop them here), queues, freed slots."""
         while True:
             try:
-                async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(cancel, new_queue, keys.limit_released_channel)
+                async with self.store.announcements.subscribed() as announcements:
                     self.consumer.queue_added()  # whatever was missed while unsubscribed
-                    async for message in pubsub.listen():
-                        channel, data = message["channel"].decode(), message["data"].decode()
-                        if channel == cancel:
-                            self._cancel_local(data)
-                        elif channel == new_queue:
+                    async for announcement in announcements:
+                        if announcement.topic is Topic.TASK_CANCELLED:
+                            self.consumer.cancel(announcement.subject)
+                        elif announcement.topic is Topic.QUEUES_CHANGED:
                             self.consumer.queue_added()
                         else:
-                            self.limiter.released(data)
+                            self.limiter.released(announcement.subject)
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.warning("cancel listener lost Redis; resubscribing in 1s", exc_info=True)
+                log.warning("announcement listener lost Redis; resubscribing in 1s", exc_info=True)
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.sleep(1.0)
-
-    def _cancel_local(self, task_id: str) -> None:
-        job = self.consumer.running_task(task_id)
-        if job is not None:
-            self.executor.cancelled.add(task_id)
-            job.cancel()

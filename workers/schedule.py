@@ -19,13 +19,12 @@ from typing import Any
 from arq.cron import CronJob, cron
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from queue_service.api.auth import NO_AUTH_TENANT
-from queue_service.config_files import ConfigFileError, describe, load_toml
-from queue_service.models import PutContext, PutRequest
-from queue_service.store.broker import Broker
-from queue_service.store.ids import TaskIdFactory
-
-from .adapters import ADAPTERS
+from queue_service.config_files import load_toml
+from queue_service.endpoints import SERVED_ENDPOINTS
+from queue_service.errors import ConfigFileError
+from queue_service.models import NO_AUTH_TENANT, PutContext, PutRequest
+from queue_service.store.tasks import Tasks
+from queue_service.validation import describe
 
 _RANGES = {"minute": (0, 59), "hour": (0, 23), "day": (1, 31), "month": (1, 12), "weekday": (0, 7)}
 
@@ -118,19 +117,17 @@ def load_schedule(path: str | None, context: PutContext) -> list[tuple[Scheduled
 
 def schedule_cron_jobs(path: str | None, prefix: str, max_timeout: int) -> list[CronJob]:
     """arq cron jobs putting each scheduled job on its ticks (checked here: clear errors)."""
-    context = PutContext(endpoints=frozenset(ADAPTERS), max_timeout=max_timeout)
+    context = PutContext(endpoints=SERVED_ENDPOINTS, max_timeout=max_timeout)
     jobs = []
     for entry, request in load_schedule(path, context):
 
         async def put_scheduled(ctx: dict[str, Any], request: PutRequest = request) -> str:
             runtime = ctx["runtime"]
-            broker: Broker = runtime.broker
-            ids: TaskIdFactory = runtime.scheduler_ids
-            queue_id = await broker.queue_id(request.queue)
-            task_id = ids.make(queue_id, 1, request.response_mode)
+            tasks: Tasks = runtime.store.tasks
             timeout = request.timeout or runtime.settings.callback_timeout
-            await broker.put(task_id, request, NO_AUTH_TENANT, timeout)
-            return str(task_id)
+            submission = await tasks.prepare(request, NO_AUTH_TENANT, timeout)
+            await tasks.submit(submission)
+            return submission.text_id
 
         jobs.append(
             cron(

@@ -11,13 +11,14 @@ from typing import Any
 import httpx
 
 from queue_service.models import Status
-from queue_service.store.broker import Broker
+from queue_service.store import Outcome, TaskRecord
 from queue_service.store.events import encode_chunk, encode_head
-from queue_service.store.records import Outcome, TaskRecord
+from queue_service.store.tasks import Tasks
+from queue_service.timing import backoff
 
 from .adapters import Adapter
-from .retry import backoff, parse_retry_after, retryable_status
-from .routing import Route
+from .retry import parse_retry_after, retryable_status
+from .routing import UpstreamRoute
 from .sse import sse_events
 
 log = logging.getLogger("workers.upstream_call")
@@ -48,15 +49,20 @@ class SizeLimits:
 
 class UpstreamCaller:
     def __init__(
-        self, http: httpx.AsyncClient, broker: Broker, policy: RetryPolicy, limits: SizeLimits
+        self, http: httpx.AsyncClient, tasks: Tasks, policy: RetryPolicy, limits: SizeLimits
     ) -> None:
         self.http = http
-        self.broker = broker
+        self.tasks = tasks
         self.policy = policy
         self.limits = limits
 
     async def call(
-        self, record: TaskRecord, adapter: Adapter, route: Route, data: dict[str, Any], relay: bool
+        self,
+        record: TaskRecord,
+        adapter: Adapter,
+        route: UpstreamRoute,
+        data: dict[str, Any],
+        relay: bool,
     ) -> Outcome:
         """The job's outcome after up to `max_retries` retries, never past its deadline.
 
@@ -83,7 +89,12 @@ class UpstreamCaller:
             await asyncio.sleep(delay)
 
     async def _attempt(
-        self, record: TaskRecord, adapter: Adapter, route: Route, data: dict[str, Any], relay: bool
+        self,
+        record: TaskRecord,
+        adapter: Adapter,
+        route: UpstreamRoute,
+        data: dict[str, Any],
+        relay: bool,
     ) -> Attempt:
         progress = _Progress()
         try:
@@ -116,7 +127,7 @@ class UpstreamCaller:
         self,
         record: TaskRecord,
         adapter: Adapter,
-        route: Route,
+        route: UpstreamRoute,
         data: dict[str, Any],
         relay: bool,
         progress: _Progress,
@@ -131,7 +142,7 @@ class UpstreamCaller:
                 outcome = Outcome(_status_of(code), code, body, content_type)
                 return Attempt(outcome, retryable_status(code), retry_after)
             if relay:
-                await self.broker.publish(
+                await self.tasks.publish(
                     record.queue, record.task_id, encode_head(code, content_type)
                 )
             assembler = adapter.assembler()
@@ -147,7 +158,7 @@ class UpstreamCaller:
                     too_long = Outcome.error(Status.FAILED, 502, over, "upstream_too_large")
                     return Attempt(too_long, retryable=False)
                 if relay:
-                    await self.broker.publish(record.queue, record.task_id, encode_chunk(event.raw))
+                    await self.tasks.publish(record.queue, record.task_id, encode_chunk(event.raw))
                     progress.relayed = True
                 assembler.feed(event)
         error = assembler.error()

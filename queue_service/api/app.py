@@ -1,4 +1,5 @@
-"""`create_app(settings)`: the front end, with its Redis pool on `app.state` from the lifespan."""
+"""`create_app(settings)`: the front end, with its store and hub on `app.state` from the
+lifespan. Every error becomes an HTTP answer here, in one place."""
 
 from __future__ import annotations
 
@@ -6,39 +7,36 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from queue_service.api.auth import Authenticator
-from queue_service.api.responses import error
-from queue_service.api.routes import ROUTES
-from queue_service.api.state import AppState
-from queue_service.api.system_routes import SYSTEM_ROUTES
 from queue_service.credentials import CredentialBox
-from queue_service.errors import QueueServiceError
+from queue_service.endpoints import SERVED_ENDPOINTS
+from queue_service.errors import ClientGone, QueueServiceError
 from queue_service.models import PutContext
 from queue_service.outbound import CallbackPolicy
 from queue_service.settings import Settings
-from queue_service.store.broker import Broker
-from queue_service.store.hub import PubSubHub
-from queue_service.store.ids import TaskIdFactory
-from queue_service.store.keys import Keys
-from workers.adapters import ADAPTERS
+from queue_service.store import UNREACHABLE_ERRORS, Store
+
+from .auth import Authenticator
+from .responses import error
+from .routes import ROUTES
+from .state import AppState
+from .system_routes import SYSTEM_ROUTES
 
 log = logging.getLogger("queue_service.api.app")
 
 
 async def _service_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, QueueServiceError)
+    if isinstance(exc, ClientGone):
+        return Response(status_code=exc.status_code)  # nobody is there to read a body
     return error(exc.status_code, exc.message, headers=exc.headers())
 
 
-async def _redis_down(request: Request, exc: Exception) -> Response:
+async def _store_unreachable(request: Request, exc: Exception) -> Response:
     log.warning("redis unavailable: %s", exc)
     return error(503, "the queue store (Redis) is unreachable; retry shortly")
 
@@ -48,36 +46,26 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error(exc.status_code, exc.detail, headers=dict(exc.headers or {}))
 
 
-async def _instance_number(settings: Settings, redis: Redis, keys: Keys) -> int:
-    """This process's number in task ids: configured, or handed out by Redis."""
-    if settings.instance is not None:
-        return settings.instance
-    return int(await redis.incr(keys.instance_seq)) % 10_000
-
-
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        keys = Keys(settings.key_prefix)
-        redis = Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+        store = Store.from_settings(settings)
         auth = Authenticator(settings.api_key_tenants, settings.api_keys_file)
         if not auth.enabled:
             log.warning("QUEUE_API_KEYS is not set: the API accepts requests without a key")
-        hub = PubSubHub(redis, keys.hub_channel)
+        hub = store.hub()
         try:
-            instance = await _instance_number(settings, redis, keys)
+            instance = await store.number_this_process(settings.instance)
             await hub.start()
             app.state.queue = AppState(
                 settings=settings,
-                redis=redis,
-                broker=Broker(redis, keys, settings.result_retention, settings.max_waiting),
+                store=store,
                 hub=hub,
-                ids=TaskIdFactory(instance),
                 auth=auth,
                 put_context=PutContext(
-                    endpoints=frozenset(ADAPTERS),
+                    endpoints=SERVED_ENDPOINTS,
                     max_timeout=settings.max_timeout,
                     max_depth=settings.max_json_depth,
                 ),
@@ -92,15 +80,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
             yield
         finally:
             await hub.stop()
-            await redis.aclose()
+            await store.aclose()
 
     return Starlette(
         routes=[*ROUTES, *SYSTEM_ROUTES],
         lifespan=lifespan,
         exception_handlers={
             QueueServiceError: _service_error,
-            RedisConnectionError: _redis_down,
-            RedisTimeoutError: _redis_down,
             HTTPException: _http_error,
+            **dict.fromkeys(UNREACHABLE_ERRORS, _store_unreachable),
         },
     )

@@ -23,10 +23,9 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.requests import Request
 
-from queue_service.config_files import ConfigFileError, load_toml
-from queue_service.errors import Forbidden, Unauthorized
-
-NO_AUTH_TENANT = ""
+from queue_service.config_files import load_toml
+from queue_service.errors import ConfigFileError, Forbidden, Unauthorized
+from queue_service.models import NO_AUTH_TENANT
 
 
 class KeyFileError(ConfigFileError):
@@ -124,3 +123,20 @@ class Authenticator:
         if found is None:
             raise Unauthorized("invalid API key")
         return found
+
+
+UPSTREAM_KEY_HEADER = "x-upstream-api-key"
+
+
+def caller_upstream_key(request: Request) -> str:
+    """The key the caller wants sent upstream: `X-Upstream-Api-Key`, else its bearer key."""
+    explicit = request.headers.get(UPSTREAM_KEY_HEADER, "").strip()
+    if explicit:
+        return explicit
+    scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and bearer.strip():
+        return bearer.strip()
+    raise Unauthorized(
+        "QUEUE_UPSTREAM_AUTH=passthrough: send your upstream key as "
+        f"'{UPSTREAM_KEY_HEADER}' or 'Authorization: Bearer <key>'"
+    )

@@ -8,7 +8,8 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from starlette.requests import Request
 
-from queue_service.errors import BadRequest, InvalidJSON, PayloadTooLarge, UnsupportedMediaType
+from queue_service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from queue_service.validation import describe_error
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -36,19 +37,17 @@ async def read_json_bytes(request: Request, max_bytes: int) -> bytes:
 
 
 def _describe(error: ErrorDetails) -> str:
-    kind = error["type"]
+    """A request's problem in the words a client needs; the rest as configuration files."""
+    kind, location = error["type"], ".".join(str(part) for part in error["loc"])
     if kind == "json_invalid":
         return f"request body is not valid JSON: {error.get('ctx', {}).get('error')}"
-    location = ".".join(str(part) for part in error["loc"])
-    if not location:
-        if kind == "model_type":
-            return "request body must be a JSON object"
-        return str(error["msg"]).removeprefix("Value error, ")
+    if kind == "model_type" and not location:
+        return "request body must be a JSON object"
     if kind == "missing":
         return f"{location}: field required"
     if kind == "extra_forbidden":
         return f"{location}: unknown field"
-    return f"{location}: {str(error['msg']).removeprefix('Value error, ')}"
+    return describe_error(error)
 
 
 def parse_model(model: type[ModelT], body: bytes, context: Any = None) -> ModelT:
@@ -56,8 +55,5 @@ def parse_model(model: type[ModelT], body: bytes, context: Any = None) -> ModelT
     try:
         return model.model_validate_json(body, context=context)
     except ValidationError as exc:
-        errors = exc.errors(include_url=False)
-        message = "; ".join(_describe(error) for error in errors)
-        if errors and errors[0]["type"] == "json_invalid":
-            raise InvalidJSON(message) from None
+        message = "; ".join(_describe(error) for error in exc.errors(include_url=False))
         raise BadRequest(message) from None

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from queue_service.models import PutRequest, Status
+from queue_service.models import PutRequest, TaskView
 
 
 class ErrorEnvelope(BaseModel):
@@ -19,30 +19,6 @@ class PutAnswer(BaseModel):
     code: int
     timestamp: int
     data: str
-
-
-class CallbackState(BaseModel):
-    url: str
-    status: str
-    attempts: int
-    last_error: str | None
-
-
-class TaskView(BaseModel):
-    task_id: str
-    queue: str
-    level: int
-    response_mode: str
-    endpoint: str
-    status: Status
-    created_at: int
-    deadline: int
-    started_at: int | None
-    finished_at: int | None
-    attempts: int
-    status_code: int | None
-    result: Any
-    callback: CallbackState | None = None
 
 
 class TaskAnswer(BaseModel):

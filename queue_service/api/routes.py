@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable
-from typing import cast
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from queue_service.api import metrics as stats
 from queue_service.api import waiting
-from queue_service.api.body import parse_model, read_json_bytes
-from queue_service.api.responses import ok
-from queue_service.api.state import AppState
-from queue_service.errors import BadRequest, Conflict, Forbidden, TaskNotFound
+from queue_service.errors import Conflict, Forbidden, TaskNotFound
 from queue_service.models import QUEUE_NAME_PATTERN, TERMINAL_STATUSES, PutRequest, ResponseMode
-from queue_service.outbound import UnsafeDestination
+
+from .body import parse_model, read_json_bytes
+from .responses import ok
+from .state import AppState
 
 
 def _state(request: Request) -> AppState:
@@ -32,28 +29,26 @@ async def put(request: Request) -> Response:
     job = parse_model(PutRequest, body, state.put_context)
     principal.check_queue(job.queue)
     if job.callback_url is not None:
-        try:
-            await state.callback_policy.allows(job.callback_url)
-        except UnsafeDestination as exc:
-            raise BadRequest(str(exc)) from None
-    tenant = principal.tenant
-    sealed = state.sealed_key(request)
-    timeout = job.timeout or state.default_timeout(job.response_mode)
-    queue_id = await state.broker.queue_id(job.queue)
-    task_id = state.ids.make(queue_id, job.level, job.response_mode)
+        await state.callback_policy.allows(job.callback_url)
+    submission = await state.store.tasks.prepare(
+        job,
+        principal.tenant,
+        job.timeout or state.default_timeout(job.response_mode),
+        state.sealed_key(request),
+    )
     if job.response_mode is ResponseMode.BLOCKING:
-        return await waiting.blocking(state, request, job, task_id, tenant, timeout, sealed)
+        return await waiting.blocking(state, request, submission)
     if job.response_mode is ResponseMode.STREAMING:
-        return await waiting.streaming(state, request, job, task_id, tenant, timeout, sealed)
-    await state.broker.put(task_id, job, tenant, timeout, sealed)
-    return ok(str(task_id))
+        return await waiting.streaming(state, request, submission)
+    await state.store.tasks.submit(submission)
+    return ok(submission.text_id)
 
 
 async def get_task(request: Request) -> Response:
     state = _state(request)
     tenant = (await state.admit(request)).tenant
     task_id = request.path_params["task_id"]
-    record = await state.broker.get(task_id, tenant)
+    record = await state.store.tasks.get(task_id, tenant)
     if record is None:
         raise TaskNotFound(f"task {task_id} not found")
     return ok(record.public_view())
@@ -63,7 +58,7 @@ async def cancel_task(request: Request) -> Response:
     state = _state(request)
     tenant = (await state.admit(request)).tenant
     task_id = request.path_params["task_id"]
-    result = await state.broker.cancel(task_id, tenant)
+    result = await state.store.tasks.cancel(task_id, tenant)
     if result is None:
         raise TaskNotFound(f"task {task_id} not found")
     if result.previous in TERMINAL_STATUSES:
@@ -75,15 +70,14 @@ async def _visible_queue(state: AppState, request: Request) -> str:
     """The path's queue, if this key may see it: admins all, others the queues they use."""
     principal = await state.admit(request)
     queue: str = request.path_params["queue"]
-    if not re.fullmatch(QUEUE_NAME_PATTERN, queue) or queue not in await state.broker.queues():
+    if not re.fullmatch(QUEUE_NAME_PATTERN, queue) or not await state.store.queues.exists(queue):
         raise TaskNotFound(f"queue {queue} not found")
     if principal.admin:
         return queue
     if principal.queues is not None:
         principal.check_queue(queue)
         return queue
-    tenants = state.broker.keys.queue_tenants(queue)
-    if not await cast(Awaitable[int], state.redis.sismember(tenants, principal.tenant)):
+    if not await state.store.queues.used_by(queue, principal.tenant):
         raise TaskNotFound(f"queue {queue} not found")
     return queue
 
@@ -91,7 +85,7 @@ async def _visible_queue(state: AppState, request: Request) -> str:
 async def queue_stats(request: Request) -> Response:
     state = _state(request)
     queue = await _visible_queue(state, request)
-    return ok(await stats.queue_stats(state.broker, queue))
+    return ok(await state.store.statistics.queue(queue))
 
 
 async def pause_queue(request: Request) -> Response:
@@ -107,7 +101,7 @@ async def _set_paused(request: Request, paused: bool) -> Response:
     if not (await state.admit(request)).admin:
         raise Forbidden("pausing and resuming queues takes an admin key")
     queue = await _visible_queue(state, request)
-    await state.broker.set_paused(queue, paused)
+    await state.store.queues.set_paused(queue, paused)
     return ok({"queue": queue, "paused": paused})
 
 

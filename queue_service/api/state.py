@@ -5,27 +5,23 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
 from starlette.requests import Request
 
-from queue_service.api.auth import Authenticator, Principal
-from queue_service.credentials import CredentialBox, caller_upstream_key
+from queue_service.credentials import CredentialBox
 from queue_service.errors import TooManyRequests
 from queue_service.models import PutContext, ResponseMode
 from queue_service.outbound import CallbackPolicy
 from queue_service.settings import Settings
-from queue_service.store.broker import Broker, now_ms
-from queue_service.store.hub import PubSubHub
-from queue_service.store.ids import TaskIdFactory
+from queue_service.store import PubSubHub, Store
+
+from .auth import Authenticator, Principal, caller_upstream_key
 
 
 @dataclass
 class AppState:
     settings: Settings
-    redis: Redis
-    broker: Broker
+    store: Store
     hub: PubSubHub
-    ids: TaskIdFactory
     auth: Authenticator
     put_context: PutContext
     callback_policy: CallbackPolicy
@@ -41,11 +37,8 @@ class AppState:
         """Who the request is (401 if nobody), within their rate limit (429 if not)."""
         principal = self.auth.principal(request)
         if principal.rate is not None and principal.burst is not None:
-            wait_ms = await self.broker.scripts.rate_limit(
-                self.broker.keys.rate_bucket(principal.key_id),
-                now_ms(),
-                principal.rate,
-                principal.burst,
+            wait_ms = await self.store.buckets.take(
+                principal.key_id, principal.rate, principal.burst
             )
             if wait_ms:
                 raise TooManyRequests(

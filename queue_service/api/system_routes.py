@@ -29,7 +29,7 @@ async def healthz(request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     state: AppState = request.app.state.queue
     try:
-        await state.redis.ping()
+        await state.store.ping()
     except Exception as exc:
         raise ServiceUnavailable(f"Redis is not reachable: {type(exc).__name__}") from None
     return OrjsonResponse({"ok": True, "redis": "reachable"})
@@ -43,7 +43,7 @@ async def openapi(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     state: AppState = request.app.state.queue
-    return Response(await prometheus_text(state.broker), media_type=CONTENT_TYPE_LATEST)
+    return Response(await prometheus_text(state.store), media_type=CONTENT_TYPE_LATEST)
 
 
 async def docs(request: Request) -> Response:

@@ -1,7 +1,7 @@
 """Blocking and streaming puts: the request waits on the hub for its task's events.
 
-The request subscribes to its task's channel before the task is enqueued. Past the timeout
-(408) or when the client goes away, the job is cancelled.
+The request subscribes to its task's channel before the task is submitted, so it misses
+no event. Past the timeout (408) or when the client goes away (499), the job is cancelled.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import AsyncExitStack
 from typing import Any, TypeVar
 
 import anyio
@@ -18,21 +19,17 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from queue_service.api.responses import error
-from queue_service.api.state import AppState
-from queue_service.errors import RequestTimeout
-from queue_service.models import PutRequest, Status
+from queue_service.errors import ClientGone, HubDisconnected, RequestTimeout
+from queue_service.models import Status
+from queue_service.store import Submission
 from queue_service.store.events import Chunk, Done, Head, TaskEvent
-from queue_service.store.hub import HubDisconnected
-from queue_service.store.ids import TaskId
+
+from .state import AppState
 
 T = TypeVar("T")
 
+TASK_ID_HEADER = "x-task-id"
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
-
-
-class ClientGone(Exception):
-    """The client closed its connection while waiting."""
 
 
 async def _disconnected(request: Request) -> None:
@@ -40,7 +37,9 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
-async def wait_or_leave(request: Request, waiting: Coroutine[Any, Any, T], seconds: float) -> T:
+async def wait_or_leave(
+    request: Request, waiting: Coroutine[Any, Any, T], seconds: float, task_id: str
+) -> T:
     """`waiting`'s result, unless the client disconnects (ClientGone) or time runs out (408)."""
     waiter = asyncio.ensure_future(waiting)
     gone = asyncio.ensure_future(_disconnected(request))
@@ -54,11 +53,11 @@ async def wait_or_leave(request: Request, waiting: Coroutine[Any, Any, T], secon
         return waiter.result()
     waiter.cancel()
     if gone in done:
-        raise ClientGone
-    raise RequestTimeout("the job did not finish within its timeout; it was cancelled")
-
-
-TASK_ID_HEADER = "x-task-id"
+        raise ClientGone("the client disconnected")
+    raise RequestTimeout(
+        "the job did not finish within its timeout; it was cancelled",
+        headers={TASK_ID_HEADER: task_id},
+    )
 
 
 def _response(done: Done, task_id: str) -> Response:
@@ -75,36 +74,27 @@ def _error_event(message: str, kind: str) -> bytes:
     return b"event: error\ndata: " + data + b"\n\n"
 
 
-async def _abandon(state: AppState, task_id: str, tenant: str, reason: str) -> None:
+async def _abandon(state: AppState, submission: Submission, reason: str) -> None:
     """Cancel a job nobody waits for any more (shielded: called while being cancelled)."""
     with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-        await state.broker.cancel(task_id, tenant, reason)
+        await state.store.tasks.cancel(submission.text_id, submission.tenant, reason)
 
 
-async def blocking(
-    state: AppState,
-    request: Request,
-    job: PutRequest,
-    task_id: TaskId,
-    tenant: str,
-    timeout_s: int,
-    sealed_key: bytes | None,
-) -> Response:
-    text_id = str(task_id)
-    deadline = time.monotonic() + timeout_s
-    async with state.hub.subscribe(state.broker.keys.task_channel(job.queue, text_id)) as events:
-        await state.broker.put(task_id, job, tenant, timeout_s, sealed_key)
+async def blocking(state: AppState, request: Request, submission: Submission) -> Response:
+    text_id = submission.text_id
+    deadline = time.monotonic() + submission.timeout_s
+    async with state.hub.subscribe(submission.channel) as events:
+        await state.store.tasks.submit(submission)
         try:
             while True:
-                event = await wait_or_leave(request, events.next(), deadline - time.monotonic())
+                event = await wait_or_leave(
+                    request, events.next(), deadline - time.monotonic(), text_id
+                )
                 if isinstance(event, Done):
                     return _response(event, text_id)
-        except ClientGone:
-            await _abandon(state, text_id, tenant, "the client disconnected")
-            return Response(status_code=499)
-        except RequestTimeout as exc:
-            await _abandon(state, text_id, tenant, "timed out waiting for the result")
-            return error(exc.status_code, exc.message, headers={TASK_ID_HEADER: text_id})
+        except (ClientGone, RequestTimeout) as exc:
+            await _abandon(state, submission, _reason(exc, "waiting for the result"))
+            raise
 
 
 class RelayResponse(StreamingResponse):
@@ -125,40 +115,28 @@ class RelayResponse(StreamingResponse):
                 await self._on_close()
 
 
-async def streaming(
-    state: AppState,
-    request: Request,
-    job: PutRequest,
-    task_id: TaskId,
-    tenant: str,
-    timeout_s: int,
-    sealed_key: bytes | None,
-) -> Response:
-    text_id = str(task_id)
-    deadline = time.monotonic() + timeout_s
-    subscribing = state.hub.subscribe(state.broker.keys.task_channel(job.queue, text_id))
-    events = await subscribing.__aenter__()
+async def streaming(state: AppState, request: Request, submission: Submission) -> Response:
+    text_id = submission.text_id
+    deadline = time.monotonic() + submission.timeout_s
+    subscription = AsyncExitStack()
+    events = await subscription.enter_async_context(state.hub.subscribe(submission.channel))
     finished = False
 
     async def close() -> None:
         if not finished:
-            await _abandon(state, text_id, tenant, "the client disconnected")
-        await subscribing.__aexit__(None, None, None)
+            await _abandon(state, submission, "the client disconnected")
+        await subscription.aclose()
 
     try:
-        await state.broker.put(task_id, job, tenant, timeout_s, sealed_key)
-        first = await wait_or_leave(request, events.next(), deadline - time.monotonic())
+        await state.store.tasks.submit(submission)
+        first = await wait_or_leave(request, events.next(), deadline - time.monotonic(), text_id)
     except BaseException as exc:  # no stream to relay: clean up here, not in close()
-        await _abandon(state, text_id, tenant, _reason(exc))
-        await subscribing.__aexit__(None, None, None)
-        if isinstance(exc, ClientGone):
-            return Response(status_code=499)
-        if isinstance(exc, RequestTimeout):
-            return error(exc.status_code, exc.message, headers={TASK_ID_HEADER: text_id})
+        await _abandon(state, submission, _reason(exc, "waiting for the first event"))
+        await subscription.aclose()
         raise
     if isinstance(first, Done):  # refused before the first event: a plain response
         finished = True
-        await subscribing.__aexit__(None, None, None)
+        await subscription.aclose()
         return _response(first, text_id)
 
     async def relay() -> AsyncIterator[bytes]:
@@ -176,7 +154,7 @@ async def streaming(
                         return
                     event = await events.next()
         except TimeoutError:
-            await _abandon(state, text_id, tenant, "timed out while streaming")
+            await _abandon(state, submission, "timed out while streaming")
             finished = True
             yield _error_event("the job did not finish within its timeout", "timeout")
         except HubDisconnected as exc:
@@ -187,11 +165,11 @@ async def streaming(
     return RelayResponse(relay(), close, text_id)
 
 
-def _reason(exc: BaseException) -> str:
+def _reason(exc: BaseException, waiting_for: str) -> str:
     if isinstance(exc, ClientGone):
         return "the client disconnected"
     if isinstance(exc, RequestTimeout):
-        return "timed out waiting for the first event"
+        return f"timed out {waiting_for}"
     return f"the request failed: {type(exc).__name__}"
 
 

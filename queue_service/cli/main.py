@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from queue_service.cli.submit import add_parser as add_submit_parser
-from queue_service.config_files import describe
 from queue_service.logs import configure_logging
 from queue_service.settings import Settings
+from queue_service.validation import describe
 
 
 def _api(args: argparse.Namespace) -> None:

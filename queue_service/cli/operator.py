@@ -6,12 +6,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from redis.asyncio import Redis
-
-from queue_service.api.metrics import live_workers, queue_stats
 from queue_service.settings import Settings
-from queue_service.store.broker import Broker
-from queue_service.store.keys import Keys
+from queue_service.store import Store
 
 
 def _table(rows: list[list[str]]) -> str:
@@ -21,19 +17,19 @@ def _table(rows: list[list[str]]) -> str:
     )
 
 
-async def _with_broker(settings: Settings, use: Callable[[Broker], Awaitable[Any]]) -> Any:
-    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+async def _with_store(settings: Settings, use: Callable[[Store], Awaitable[Any]]) -> Any:
+    store = Store.from_settings(settings)
     try:
-        return await use(Broker(redis, Keys(settings.key_prefix), settings.result_retention))
+        return await use(store)
     finally:
-        await redis.aclose()
+        await store.aclose()
 
 
-async def _stats(broker: Broker) -> str:
+async def _stats(store: Store) -> str:
     rows = [["queue", "level", "waiting", "in flight", "oldest waiting s", "succeeded", "failed",
              "timeout", "cancelled", "paused", "workers"]]  # fmt: skip
-    for queue in sorted(await broker.queues()):
-        figures = await queue_stats(broker, queue)
+    for queue in sorted(await store.queues.all()):
+        figures = await store.statistics.queue(queue)
         for level, numbers in figures["levels"].items():
             totals = numbers["totals"]
             oldest = numbers["oldest_waiting_s"]
@@ -47,9 +43,9 @@ async def _stats(broker: Broker) -> str:
     return _table(rows)
 
 
-async def _workers(broker: Broker) -> str:
+async def _workers(store: Store) -> str:
     rows = [["worker", "host", "pid", "queues", "slots", "in flight", "jobs done"]]
-    for worker in sorted(await live_workers(broker), key=lambda w: str(w["name"])):
+    for worker in sorted(await store.heartbeats.live(), key=lambda w: str(w["name"])):
         queues = ",".join(worker["queues"]) if worker["queues"] is not None else "*"
         numbers = (worker["pid"], queues, worker["slots"], worker["in_flight"], worker["jobs_done"])
         rows.append([worker["name"], worker["host"], *map(str, numbers)])
@@ -57,21 +53,21 @@ async def _workers(broker: Broker) -> str:
 
 
 def print_stats(settings: Settings) -> None:
-    print(asyncio.run(_with_broker(settings, _stats)))
+    print(asyncio.run(_with_store(settings, _stats)))
 
 
 def print_workers(settings: Settings) -> None:
-    print(asyncio.run(_with_broker(settings, _workers)))
+    print(asyncio.run(_with_store(settings, _workers)))
 
 
 def check_workers(settings: Settings) -> int:
     """Exit status for health checks: 0 while a worker of this deployment is alive."""
 
-    async def count(broker: Broker) -> int:
-        return len(await live_workers(broker))
+    async def count(store: Store) -> int:
+        return len(await store.heartbeats.live())
 
     try:
-        alive = asyncio.run(_with_broker(settings, count))
+        alive = asyncio.run(_with_store(settings, count))
     except Exception as exc:
         print(f"no: {exc}")
         return 1

@@ -1,0 +1,124 @@
+"""The store: the only code that speaks Redis. The API and the workers sit on top of it.
+
+`Store` holds one process's Redis connection and the data model, one concept per part:
+
+- `queues`     the queue registry (ids, level streams and their group, tenants, pause)
+- `tasks`      the task lifecycle: prepare/submit, start, finish, cancel, requeue
+- `callbacks`  the callback ledger: callbacks due, dead letters
+- `heartbeats` live workers
+- `statistics` per-queue counts and stream figures
+- `leases`     slots of shared concurrency limits; `buckets` the API keys' rate limits
+- `announcements` workers' pub/sub; `hub()` the API's pub/sub hub for waiting requests
+- `stream_reader()` a worker's reads of the level streams
+
+Every key is built in `keys.py`; every script lives in `lua/` with a typed wrapper.
+"""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from queue_service.settings import Settings
+
+from .announcements import Announcement, Announcements, Topic
+from .buckets import TokenBuckets
+from .heartbeats import Heartbeats
+from .hub import PubSubHub
+from .ids import TaskId, TaskIdFactory
+from .keys import Keys
+from .leases import Leases
+from .ledger import CallbackLedger
+from .lua import LuaScripts
+from .queues import QueueRegistry
+from .records import Outcome, TaskRecord
+from .statistics import Statistics
+from .streams import StreamEntry, StreamReader
+from .tasks import CancelResult, Submission, Tasks
+
+UNREACHABLE_ERRORS: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError)
+"""What the store raises while Redis cannot be reached (the API answers 503)."""
+STORE_ERRORS: tuple[type[Exception], ...] = (RedisError, OSError)
+"""Any failure of a store operation, for loops that log and try again."""
+
+CONNECT_TIMEOUT = 5
+
+
+class Store:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        *,
+        redis_url: str,
+        retention_s: int,
+        max_waiting: int = 0,
+        heartbeat_interval: float = 2.0,
+    ) -> None:
+        self._redis = redis
+        self._redis_url = redis_url
+        self.keys = keys
+        self.ids = TaskIdFactory(0)
+        lua = LuaScripts(redis)
+        self.queues = QueueRegistry(redis, keys, lua)
+        self.tasks = Tasks(redis, keys, lua, self.queues, self.ids, retention_s, max_waiting)
+        self.heartbeats = Heartbeats(redis, keys, heartbeat_interval)
+        self.statistics = Statistics(redis, keys, self.queues, self.heartbeats)
+        self.callbacks = CallbackLedger(redis, keys, lua, self.statistics)
+        self.leases = Leases(redis, keys, lua)
+        self.buckets = TokenBuckets(keys, lua)
+        self.announcements = Announcements(redis, keys)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Store:
+        return cls(
+            Redis.from_url(settings.redis_url, socket_connect_timeout=CONNECT_TIMEOUT),
+            Keys(settings.key_prefix),
+            redis_url=settings.redis_url,
+            retention_s=settings.result_retention,
+            max_waiting=settings.max_waiting,
+            heartbeat_interval=settings.heartbeat_interval,
+        )
+
+    async def number_this_process(self, configured: int | None = None) -> int:
+        """This process's number in task ids: `configured`, or handed out by Redis."""
+        if configured is None:
+            configured = int(await self._redis.incr(self.keys.instance_seq)) % 10_000
+        self.ids.instance = configured
+        return configured
+
+    async def ping(self) -> None:
+        await self._redis.ping()
+
+    def hub(self) -> PubSubHub:
+        """A pub/sub hub (one connection) for this process's waiting requests."""
+        return PubSubHub(self._redis, self.keys.hub_channel)
+
+    def stream_reader(self, consumer: str, visibility_timeout: float) -> StreamReader:
+        """A worker's reader of the level streams, with its own connection for blocking."""
+        blocking = Redis.from_url(self._redis_url, single_connection_client=True)
+        return StreamReader(self._redis, blocking, self.keys, consumer, visibility_timeout)
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+
+
+__all__ = [
+    "STORE_ERRORS",
+    "UNREACHABLE_ERRORS",
+    "Announcement",
+    "CancelResult",
+    "Keys",
+    "Outcome",
+    "PubSubHub",
+    "Store",
+    "StreamEntry",
+    "StreamReader",
+    "Submission",
+    "TaskId",
+    "TaskIdFactory",
+    "TaskRecord",
+    "Topic",
+]

@@ -17,17 +17,14 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from queue_service.errors import ServiceUnavailable
-from queue_service.store.events import TaskEvent, decode
+from queue_service.errors import HubDisconnected, ServiceUnavailable
+
+from .events import TaskEvent, decode
 
 log = logging.getLogger("queue_service.store.hub")
 
 CONFIRM_TIMEOUT = 5.0
 _LOST = object()
-
-
-class HubDisconnected(ServiceUnavailable):
-    """The pub/sub connection dropped while a request waited on it."""
 
 
 class Subscription:
@@ -50,7 +47,6 @@ class Subscription:
 
 class PubSubHub:
     def __init__(self, redis: Redis, home_channel: str) -> None:
-        self._redis = redis
         self._home = home_channel.encode()  # always subscribed: keeps the reader listening
         self._pubsub = redis.pubsub()
         self._waiters: dict[bytes, set[Subscription]] = {}

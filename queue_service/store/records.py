@@ -1,4 +1,10 @@
-"""A task as stored in Redis (`TaskRecord`) and the outcome of running it (`Outcome`)."""
+"""A task as stored in Redis (`TaskRecord`) and the outcome of running it (`Outcome`).
+
+This module owns the task hash's layout: `to_hash`, `outcome_fields` and `callback_fields`
+write it, `from_hash` reads it. The Lua scripts touch a few fields by name (`status`,
+`entry`, `deadline`, `attempts`, `started_at`, `worker`, `finished_at`, `result`,
+`status_code`, `content_type`, `upstream_key`); their headers say which.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,12 @@ from typing import Any
 
 import orjson
 
-from queue_service.models import ResponseMode, Status
+from queue_service.models import CallbackState, CallbackView, ResponseMode, Status, TaskView
+
+from .lua import Fields
+
+UPSTREAM_KEY_FIELD = "upstream_key"
+"""A caller's own upstream key (encrypted), kept only while its job runs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +40,16 @@ class Outcome:
         """The body as JSON when it is JSON, else base64 text with its content type."""
         return decode_body(self.body, self.content_type)
 
+    def fields(self, finished_at: int) -> Fields:
+        """The task hash fields that record this outcome."""
+        return {
+            "status": self.status.value,
+            "status_code": self.status_code,
+            "content_type": self.content_type,
+            "result": self.body,
+            "finished_at": finished_at,
+        }
+
 
 def decode_body(body: bytes, content_type: str) -> Any:
     if "json" in content_type:
@@ -39,6 +60,15 @@ def decode_body(body: bytes, content_type: str) -> Any:
     if content_type.startswith("text/"):
         return body.decode("utf-8", errors="replace")
     return {"content_type": content_type, "base64": base64.b64encode(body).decode()}
+
+
+def callback_fields(state: CallbackState, attempts: int, error: str | None) -> Fields:
+    """The task hash fields that record a callback delivery attempt."""
+    return {
+        "callback_status": state.value,
+        "callback_attempts": attempts,
+        "callback_last_error": error or "",
+    }
 
 
 def _text(raw: dict[bytes, bytes], name: str) -> str:
@@ -63,14 +93,40 @@ class TaskRecord:
     status: Status
     created_at: int
     deadline: int
-    attempts: int
-    entry: str
-    started_at: int | None
-    finished_at: int | None
-    outcome: Outcome | None
-    callback_status: str
-    callback_attempts: int
-    callback_last_error: str
+    attempts: int = 0
+    entry: str = ""
+    started_at: int | None = None
+    finished_at: int | None = None
+    outcome: Outcome | None = None
+    callback_status: CallbackState = CallbackState.PENDING
+    callback_attempts: int = 0
+    callback_last_error: str = ""
+
+    def to_hash(self) -> Fields:
+        """The hash of a new record (the stream entry id is added by `put.lua`)."""
+        fields: Fields = {
+            "task_id": self.task_id,
+            "queue": self.queue,
+            "level": self.level,
+            "mode": self.mode.value,
+            "endpoint": self.endpoint,
+            "data": self.data,
+            "callback_url": self.callback_url,
+            "tenant": self.tenant,
+            "status": self.status.value,
+            "created_at": self.created_at,
+            "deadline": self.deadline,
+            "attempts": self.attempts,
+        }
+        if self.started_at is not None:
+            fields["started_at"] = self.started_at
+        if self.outcome is not None:
+            fields |= self.outcome.fields(self.finished_at or self.created_at)
+        if self.callback_attempts:
+            fields |= callback_fields(
+                self.callback_status, self.callback_attempts, self.callback_last_error
+            )
+        return fields
 
     @classmethod
     def from_hash(cls, raw: dict[bytes, bytes]) -> TaskRecord:
@@ -98,33 +154,33 @@ class TaskRecord:
             started_at=_int(raw, "started_at"),
             finished_at=_int(raw, "finished_at"),
             outcome=outcome,
-            callback_status=_text(raw, "callback_status"),
+            callback_status=CallbackState(_text(raw, "callback_status") or "pending"),
             callback_attempts=_int(raw, "callback_attempts") or 0,
             callback_last_error=_text(raw, "callback_last_error"),
         )
 
-    def public_view(self) -> dict[str, Any]:
+    def public_view(self) -> TaskView:
         """What `GET /v1/queue/{task_id}` shows (never the tenant)."""
-        view: dict[str, Any] = {
-            "task_id": self.task_id,
-            "queue": self.queue,
-            "level": self.level,
-            "response_mode": self.mode.value,
-            "endpoint": self.endpoint,
-            "status": self.status.value,
-            "created_at": self.created_at,
-            "deadline": self.deadline,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-            "attempts": self.attempts,
-            "status_code": self.outcome.status_code if self.outcome else None,
-            "result": self.outcome.body_value() if self.outcome else None,
-        }
+        view = TaskView(
+            task_id=self.task_id,
+            queue=self.queue,
+            level=self.level,
+            response_mode=self.mode,
+            endpoint=self.endpoint,
+            status=self.status,
+            created_at=self.created_at,
+            deadline=self.deadline,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            attempts=self.attempts,
+            status_code=self.outcome.status_code if self.outcome else None,
+            result=self.outcome.body_value() if self.outcome else None,
+        )
         if self.mode is ResponseMode.CALLBACK:
-            view["callback"] = {
-                "url": self.callback_url,
-                "status": self.callback_status or "pending",
-                "attempts": self.callback_attempts,
-                "last_error": self.callback_last_error or None,
-            }
+            view["callback"] = CallbackView(
+                url=self.callback_url,
+                status=self.callback_status,
+                attempts=self.callback_attempts,
+                last_error=self.callback_last_error or None,
+            )
         return view

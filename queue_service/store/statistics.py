@@ -1,4 +1,5 @@
-"""Counts kept in Redis per queue, so that every API process reports the same figures.
+"""Counts kept in Redis per queue, so that every API process reports the same figures, and
+the figures read from the level streams themselves (waiting, in flight, oldest waiting).
 
 Each statistic is a hash field `name|label=value|...`; histograms keep one field per
 bucket (`le=<bound>`, not cumulative), plus `_sum` and `_count`.
@@ -6,7 +7,17 @@ bucket (`le=<bound>`, not cumulative), plus `_sum` and `_count`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Iterable
+from typing import Any, cast
+
+from redis.asyncio import Redis
+
+from .heartbeats import Heartbeats
+from .keys import CONSUMER_GROUP, Keys
+from .queues import QueueRegistry
+from .records import Outcome, TaskRecord
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
@@ -36,3 +47,92 @@ def cumulative(counts: dict[float, float]) -> Iterable[tuple[str, float]]:
     for bound in (*BUCKETS, float("inf")):
         total += counts.get(bound, 0.0)
         yield ("+Inf" if bound == float("inf") else str(bound)), total
+
+
+def finish_counts(record: TaskRecord, outcome: Outcome, finished: int) -> dict[str, float]:
+    """The increments that count a finished job (its outcome and its timings)."""
+    labels = {"level": record.level, "mode": record.mode.value}
+    counts: dict[str, float] = {
+        field("finished", status=outcome.status.value, **labels): 1,
+        field("upstream_status", code=outcome.status_code): 1,
+    }
+    counts |= observe("end_to_end_seconds", (finished - record.created_at) / 1000, **labels)
+    if record.started_at is not None:
+        started = record.started_at
+        counts |= observe("pickup_seconds", (started - record.created_at) / 1000, **labels)
+        counts |= observe("run_seconds", (finished - started) / 1000, **labels)
+    return counts
+
+
+class Statistics:
+    """Reads (and the few direct writes) of the per-queue counts and stream figures."""
+
+    def __init__(
+        self, redis: Redis, keys: Keys, queues: QueueRegistry, heartbeats: Heartbeats
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._queues = queues
+        self._heartbeats = heartbeats
+
+    async def counts(self, queue: str) -> dict[str, float]:
+        """Every count of a queue: statistic field -> value."""
+        raw = await cast(
+            Awaitable[dict[bytes, bytes]], self._redis.hgetall(self._keys.queue_stats(queue))
+        )
+        return {name.decode(): float(value) for name, value in raw.items()}
+
+    async def add(self, queue: str, statistic: str, amount: float = 1) -> None:
+        await cast(
+            Awaitable[float],
+            self._redis.hincrbyfloat(self._keys.queue_stats(queue), statistic, amount),
+        )
+
+    async def level(self, queue: str, level: int) -> dict[str, Any]:
+        """A level stream's waiting and in-flight jobs, and the oldest waiting one's age."""
+        stream = self._keys.stream(queue, level)
+        length = await self._redis.xlen(stream)
+        pending = (await self._redis.xpending(stream, CONSUMER_GROUP))["pending"]
+        oldest_age = None
+        groups = await self._redis.xinfo_groups(stream)
+        last = next(
+            (g["last-delivered-id"] for g in groups if g["name"] == CONSUMER_GROUP.encode()),
+            None,
+        )
+        if last is not None and length > pending:
+            first = await self._redis.xrange(stream, min=b"(" + last, count=1)
+            if first:
+                oldest_age = round(time.time() - int(first[0][0].split(b"-")[0]) / 1000, 3)
+        return {
+            "waiting": max(length - pending, 0),
+            "in_flight": pending,
+            "oldest_waiting_s": oldest_age,
+        }
+
+    async def queue(self, queue: str) -> dict[str, Any]:
+        """A queue's figures: per level, totals by outcome, paused, the workers serving it."""
+        await self._queues.ensure_groups(queue)
+        totals: dict[str, int] = defaultdict(int)
+        by_level: dict[str, dict[str, int]] = {"0": defaultdict(int), "1": defaultdict(int)}
+        for text, value in (await self.counts(queue)).items():
+            name, labels = parse_field(text)
+            key = labels["status"] if name == "finished" else name if name == "put" else None
+            if key is not None:
+                totals[key] += int(value)
+                by_level[labels["level"]][key] += int(value)
+        workers = [
+            w["name"]
+            for w in await self._heartbeats.live()
+            if w["queues"] is None or queue in w["queues"]
+        ]
+        levels = {}
+        for level in ("0", "1"):
+            levels[level] = await self.level(queue, int(level))
+            levels[level]["totals"] = dict(by_level[level])
+        return {
+            "queue": queue,
+            "paused": await self._queues.is_paused(queue),
+            "levels": levels,
+            "totals": dict(totals),
+            "workers": workers,
+        }

@@ -1,4 +1,8 @@
-"""Typed wrappers around the Lua scripts in `lua/` (loaded once, run by EVALSHA)."""
+"""Typed wrappers of the Lua scripts beside this file: loaded once, run by EVALSHA.
+
+Each wrapper is one atomic step; its keyword parameters name the keys (KEYS) and arguments
+(ARGV) that the script's header documents, in the same order.
+"""
 
 from __future__ import annotations
 
@@ -6,58 +10,47 @@ from importlib.resources import files
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 
 Fields = dict[str, str | int | bytes]
+"""A Redis hash's fields, as the scripts take them (flattened to name/value pairs)."""
 
 
-def _load(name: str) -> str:
+def _source(name: str) -> str:
     return (files(__package__) / f"{name}.lua").read_text(encoding="utf-8")
 
 
-def _flatten(fields: Fields) -> list[str | int | bytes]:
-    flat: list[str | int | bytes] = []
+def _flatten(fields: Fields | dict[str, float]) -> list[Any]:
+    flat: list[Any] = []
     for name, value in fields.items():
         flat += (name, value)
     return flat
 
 
-class Scripts:
-    """One instance per Redis client; each method is one atomic script call."""
+class LuaScripts:
+    """The scripts of one Redis client."""
 
     def __init__(self, redis: Redis) -> None:
-        self._put = redis.register_script(_load("put"))
-        self._start = redis.register_script(_load("start"))
-        self._finish = redis.register_script(_load("finish"))
-        self._cancel = redis.register_script(_load("cancel"))
-        self._register_queue = redis.register_script(_load("register_queue"))
-        self._update = redis.register_script(_load("update"))
-        self._requeue = redis.register_script(_load("requeue"))
-        self._rate_limit = redis.register_script(_load("rate_limit"))
+        def load(name: str) -> AsyncScript:
+            return redis.register_script(_source(name))
 
-    async def register_queue(
-        self, ids_key: str, names_key: str, seq_key: str, name: str, channel: str
-    ) -> int:
-        """The queue's id; a new queue is announced on `channel`."""
-        keys = [ids_key, names_key, seq_key]
-        return int(await self._register_queue(keys=keys, args=[name, channel]))
-
-    async def rate_limit(self, bucket_key: str, now_ms: int, rate: float, burst: int) -> int:
-        """Take a token; 0 when allowed, else milliseconds until the next one."""
-        return int(await self._rate_limit(keys=[bucket_key], args=[now_ms, rate, burst]))
-
-    async def requeue(
-        self, task_key: str, stream_key: str, entry: str, group: str, task_id: str
-    ) -> bool:
-        """Put an unfinished task back on its stream as a new entry; False if it finished."""
-        return bool(await self._requeue(keys=[task_key, stream_key], args=[entry, group, task_id]))
-
-    async def update(self, task_key: str, fields: Fields) -> bool:
-        """Set fields on a task record if it still exists."""
-        return bool(await self._update(keys=[task_key], args=_flatten(fields)))
+        self._put = load("put")
+        self._start = load("start")
+        self._finish = load("finish")
+        self._cancel = load("cancel")
+        self._requeue = load("requeue")
+        self._update = load("update")
+        self._register_queue = load("register_queue")
+        self._rate_limit = load("rate_limit")
+        self._limit_acquire = load("limit_acquire")
 
     async def put(
         self,
-        keys: list[str],
+        *,
+        task: str,
+        stream: str,
+        stats: str,
+        tenants: str,
         task_id: str,
         ttl_ms: int,
         max_waiting: int,
@@ -66,24 +59,25 @@ class Scripts:
         tenant: str,
         record: Fields,
     ) -> bytes | None:
-        """Store the record and XADD the id; the entry id, or None when the queue is full.
-
-        `keys`: task record, level stream, queue stats, queue's tenants.
-        """
+        """Store the record and XADD the id; the entry id, or None when the level is full."""
         args = [task_id, ttl_ms, max_waiting, group, statistic, tenant, *_flatten(record)]
-        entry: bytes | None = await self._put(keys=keys, args=args)
+        entry: bytes | None = await self._put(keys=[task, stream, stats, tenants], args=args)
         return entry
 
-    async def start(self, task_key: str, now_ms: int, worker: str) -> dict[bytes, bytes] | None:
+    async def start(self, *, task: str, now_ms: int, worker: str) -> dict[bytes, bytes] | None:
         """Mark a task running if it may run; returns its record (None when gone)."""
-        flat: list[bytes] | None = await self._start(keys=[task_key], args=[now_ms, worker])
+        flat: list[bytes] | None = await self._start(keys=[task], args=[now_ms, worker])
         if not flat:
             return None
         return dict(zip(flat[::2], flat[1::2], strict=True))
 
     async def finish(
         self,
-        keys: list[str],
+        *,
+        task: str,
+        stream: str,
+        callbacks_due: str,
+        stats: str,
         entry: str,
         group: str,
         retention_ms: int,
@@ -94,20 +88,16 @@ class Scripts:
         outcome: Fields,
         statistics: dict[str, float],
     ) -> bool:
-        """Store the outcome unless one is stored already; ack the entry either way.
-
-        `keys`: task record, level stream, callbacks-due set, queue stats.
-        """
+        """Store the outcome unless one is stored already; ack the entry either way."""
         args: list[Any] = [entry, group, retention_ms, channel, event, callback_due_ms, task_id]
-        args += [len(outcome), *_flatten(outcome)]
-        for name, amount in statistics.items():
-            args += (name, amount)
-        return bool(await self._finish(keys=keys, args=args))
+        args += [len(outcome), *_flatten(outcome), *_flatten(statistics)]
+        return bool(await self._finish(keys=[task, stream, callbacks_due, stats], args=args))
 
     async def cancel(
         self,
-        task_key: str,
-        stream_key: str,
+        *,
+        task: str,
+        stream: str,
         now_ms: int,
         retention_ms: int,
         channel: str,
@@ -128,5 +118,44 @@ class Scripts:
             result,
             status_code,
         ]
-        status: bytes | None = await self._cancel(keys=[task_key, stream_key], args=args)
+        status: bytes | None = await self._cancel(keys=[task, stream], args=args)
         return status.decode() if status else None
+
+    async def requeue(
+        self, *, task: str, stream: str, entry: str, group: str, task_id: str
+    ) -> bool:
+        """Put an unfinished task back on its stream as a new entry; False if it finished."""
+        return bool(await self._requeue(keys=[task, stream], args=[entry, group, task_id]))
+
+    async def update(self, *, task: str, fields: Fields) -> bool:
+        """Set fields on a task record if it still exists."""
+        return bool(await self._update(keys=[task], args=_flatten(fields)))
+
+    async def register_queue(
+        self, *, ids: str, names: str, sequence: str, name: str, announce_channel: str
+    ) -> int:
+        """The queue's id; a new queue is announced on `announce_channel`."""
+        return int(
+            await self._register_queue(keys=[ids, names, sequence], args=[name, announce_channel])
+        )
+
+    async def rate_limit(self, *, bucket: str, now_ms: int, rate: float, burst: int) -> int:
+        """Take a token; 0 when allowed, else milliseconds until the next one."""
+        return int(await self._rate_limit(keys=[bucket], args=[now_ms, rate, burst]))
+
+    async def limit_acquire(
+        self,
+        *,
+        leases: str,
+        waiters: str,
+        waiter_expiry: str,
+        now_ms: int,
+        size: int,
+        lease: str,
+        score: int,
+        lease_ttl_ms: int,
+        waiter_ttl_ms: int,
+    ) -> bool:
+        """Take a slot of a shared concurrency limit, in priority order; False: wait."""
+        args: list[Any] = [now_ms, size, lease, score, lease_ttl_ms, waiter_ttl_ms]
+        return bool(await self._limit_acquire(keys=[leases, waiters, waiter_expiry], args=args))

@@ -1,0 +1,51 @@
+"""What workers hear from each other and from the API: cancelled tasks, queues added,
+paused or resumed, and freed slots of shared concurrency limits (Redis pub/sub)."""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+
+from .keys import Keys
+
+
+class Topic(enum.Enum):
+    TASK_CANCELLED = enum.auto()
+    """Subject: the task id; its worker stops it."""
+    QUEUES_CHANGED = enum.auto()
+    """Subject: the queue's name; workers look at the registry again."""
+    SLOT_FREED = enum.auto()
+    """Subject: the limit's name; its waiters ask again."""
+
+
+@dataclass(frozen=True, slots=True)
+class Announcement:
+    topic: Topic
+    subject: str
+
+
+class Announcements:
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self._redis = redis
+        self._topics = {
+            keys.cancel_channel: Topic.TASK_CANCELLED,
+            keys.new_queue_channel: Topic.QUEUES_CHANGED,
+            keys.limit_released_channel: Topic.SLOT_FREED,
+        }
+
+    @contextlib.asynccontextmanager
+    async def subscribed(self) -> AsyncIterator[AsyncIterator[Announcement]]:
+        """Listen (subscription confirmed) for as long as the context lasts."""
+        async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+            await pubsub.subscribe(*self._topics)
+            yield self._announcements(pubsub)
+
+    async def _announcements(self, pubsub: PubSub) -> AsyncIterator[Announcement]:
+        async for message in pubsub.listen():
+            topic = self._topics[message["channel"].decode()]
+            yield Announcement(topic, message["data"].decode())

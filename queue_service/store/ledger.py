@@ -1,0 +1,101 @@
+"""The callback ledger: which callbacks are still owed, and which were given up on.
+
+One class per Redis sorted set, as rq's registries: `CallbacksDue` (per queue) holds every
+finished callback job until its callback is settled, so a sweeper can resend those whose
+worker died; `DeadLetters` (global) holds the callbacks given up on, for inspection and
+re-delivery. `CallbackLedger` records each delivery attempt on the task and in both.
+"""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from queue_service.models import CallbackState
+from queue_service.timing import now_ms
+
+from .keys import Keys
+from .lua import LuaScripts
+from .records import TaskRecord, callback_fields
+from .statistics import Statistics, field
+
+CALLBACK_SETTLE_MS = 120_000
+"""How long after it falls due a callback may stay unsettled before the sweeper resends it."""
+
+
+class CallbacksDue:
+    """Per queue: task id -> when its callback must have been settled (ms)."""
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self._redis = redis
+        self._keys = keys
+
+    async def expect_by(self, queue: str, task_id: str, at_ms: int) -> None:
+        await self._redis.zadd(self._keys.callbacks_due(queue), {task_id: at_ms})
+
+    async def settle(self, queue: str, task_id: str) -> None:
+        await self._redis.zrem(self._keys.callbacks_due(queue), task_id)
+
+    async def overdue(self, queue: str, limit: int = 100) -> list[str]:
+        """Task ids whose callback should have been settled by now (a worker died)."""
+        ids = await self._redis.zrangebyscore(
+            self._keys.callbacks_due(queue), "-inf", now_ms(), start=0, num=limit
+        )
+        return [task_id.decode() for task_id in ids]
+
+
+class DeadLetters:
+    """Global: `queue/task id` of each callback given up on -> when (ms)."""
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self._redis = redis
+        self._keys = keys
+
+    async def add(self, record: TaskRecord, keep_s: int) -> None:
+        """Keep a callback given up on (and its task) for `keep_s` seconds."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(self._keys.dead_letters, {f"{record.queue}/{record.task_id}": now_ms()})
+            pipe.expire(self._keys.task(record.queue, record.task_id), keep_s)
+            await pipe.execute()
+
+    async def all(self) -> list[tuple[str, str]]:
+        """(queue, task id) of every dead letter, oldest first."""
+        members = await self._redis.zrange(self._keys.dead_letters, 0, -1)
+        pairs = []
+        for member in members:
+            queue, _, text_id = member.decode().partition("/")
+            pairs.append((queue, text_id))
+        return pairs
+
+    async def forget(self, queue: str, task_id: str) -> None:
+        await self._redis.zrem(self._keys.dead_letters, f"{queue}/{task_id}")
+
+
+class CallbackLedger:
+    def __init__(self, redis: Redis, keys: Keys, lua: LuaScripts, statistics: Statistics) -> None:
+        self._keys = keys
+        self._lua = lua
+        self._statistics = statistics
+        self.due = CallbacksDue(redis, keys)
+        self.dead_letters = DeadLetters(redis, keys)
+
+    async def record_attempt(
+        self,
+        record: TaskRecord,
+        state: CallbackState,
+        attempts: int,
+        error: str | None,
+        next_attempt_ms: int | None = None,
+    ) -> None:
+        """Note a delivery attempt on the task record and its callbacks-due entry.
+
+        With `next_attempt_ms` the callback stays due until a little after that time; without,
+        it is settled (delivered, or given up on: see `DeadLetters.add`).
+        """
+        task = self._keys.task(record.queue, record.task_id)
+        await self._lua.update(task=task, fields=callback_fields(state, attempts, error))
+        await self._statistics.add(record.queue, field("callbacks", result=state.value))
+        if next_attempt_ms is None:
+            await self.due.settle(record.queue, record.task_id)
+        else:
+            at = next_attempt_ms + CALLBACK_SETTLE_MS
+            await self.due.expect_by(record.queue, record.task_id, at)

@@ -1,0 +1,95 @@
+"""The queue registry: each queue name's small integer id (it appears in task ids), its
+level streams and consumer group, which tenants use it, and whether it is paused."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import cast
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from .keys import CONSUMER_GROUP, Keys
+from .lua import LuaScripts
+
+LEVELS = (0, 1)
+
+
+class QueueRegistry:
+    def __init__(self, redis: Redis, keys: Keys, lua: LuaScripts) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._lua = lua
+        self._ids: dict[str, int] = {}
+        self._names: dict[int, str] = {}
+
+    async def id(self, name: str) -> int:
+        """The queue's id, assigning one (and creating its streams) on first use."""
+        queue_id = self._ids.get(name)
+        if queue_id is None:
+            keys = self._keys
+            await self.ensure_groups(name)
+            queue_id = await self._lua.register_queue(
+                ids=keys.queue_ids,
+                names=keys.queue_names,
+                sequence=keys.queue_seq,
+                name=name,
+                announce_channel=keys.new_queue_channel,
+            )
+            self._remember(name, queue_id)
+        return queue_id
+
+    async def name(self, queue_id: int) -> str | None:
+        name = self._names.get(queue_id)
+        if name is None:
+            raw = await cast(
+                Awaitable[bytes | None], self._redis.hget(self._keys.queue_names, str(queue_id))
+            )
+            if raw is None:
+                return None
+            name = raw.decode()
+            self._remember(name, queue_id)
+        return name
+
+    async def all(self) -> dict[str, int]:
+        """Every registered queue: name -> id."""
+        raw = await cast(Awaitable[dict[bytes, bytes]], self._redis.hgetall(self._keys.queue_ids))
+        return {name.decode(): int(queue_id) for name, queue_id in raw.items()}
+
+    async def exists(self, name: str) -> bool:
+        return bool(await cast(Awaitable[int], self._redis.hexists(self._keys.queue_ids, name)))
+
+    async def used_by(self, name: str, tenant: str) -> bool:
+        """Whether `tenant` has put jobs on the queue (and so may read its figures)."""
+        tenants = self._keys.queue_tenants(name)
+        return bool(await cast(Awaitable[int], self._redis.sismember(tenants, tenant)))
+
+    async def paused(self) -> set[str]:
+        members = await cast(Awaitable[set[bytes]], self._redis.smembers(self._keys.paused))
+        return {member.decode() for member in members}
+
+    async def is_paused(self, name: str) -> bool:
+        return bool(await cast(Awaitable[int], self._redis.sismember(self._keys.paused, name)))
+
+    async def set_paused(self, name: str, paused: bool) -> None:
+        """Pause (workers take none of its jobs; puts still accepted) or resume a queue."""
+        if paused:
+            await cast(Awaitable[int], self._redis.sadd(self._keys.paused, name))
+        else:
+            await cast(Awaitable[int], self._redis.srem(self._keys.paused, name))
+        await self._redis.publish(self._keys.new_queue_channel, name)  # workers look again
+
+    async def ensure_groups(self, name: str) -> None:
+        """Create both level streams of a queue and their consumer group, if missing."""
+        for level in LEVELS:
+            try:
+                await self._redis.xgroup_create(
+                    self._keys.stream(name, level), CONSUMER_GROUP, id="0", mkstream=True
+                )
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    def _remember(self, name: str, queue_id: int) -> None:
+        self._ids[name] = queue_id
+        self._names[queue_id] = name

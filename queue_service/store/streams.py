@@ -1,0 +1,152 @@
+"""A worker's side of the level streams: reading entries as consumer of the group, keeping
+its own entries alive, and taking over those of workers that went silent.
+
+An entry a worker has read stays in the group's pending list until acknowledged. A live
+worker touches its in-flight entries (XCLAIM ... JUSTID, which resets their idle time)
+every third of the visibility timeout; an entry idle for longer than the timeout belongs to
+a worker that died, and XAUTOCLAIM hands it to whoever asks next.
+
+Blocking reads run on a connection of their own, so another connection can end them at
+once (CLIENT UNBLOCK) when what the worker wants to read changes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, cast
+
+from redis.asyncio import Redis
+
+from .keys import CONSUMER_GROUP, Keys
+
+log = logging.getLogger("queue_service.store.streams")
+
+Source = tuple[str, int]
+"""A level stream, as (queue, level)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEntry:
+    """One stream entry handed to this consumer."""
+
+    queue: str
+    level: int
+    entry_id: str
+    task_id: str
+    deliveries: int = 1
+    """How many times the entry was handed to a worker (more than once: a worker was lost)."""
+
+
+class StreamReader:
+    def __init__(
+        self,
+        redis: Redis,
+        blocking: Redis,
+        keys: Keys,
+        consumer: str,
+        visibility_timeout: float,
+    ) -> None:
+        self._redis = redis
+        self._blocking = blocking
+        self._keys = keys
+        self.consumer = consumer
+        self.visibility_ms = int(visibility_timeout * 1000)
+        self._blocking_client_id: int | None = None
+        self._stream_keys: dict[Source, str] = {}
+        self._sources: dict[bytes, Source] = {}
+
+    def _key(self, source: Source) -> str:
+        key = self._stream_keys.get(source)
+        if key is None:
+            key = self._stream_keys[source] = self._keys.stream(*source)
+            self._sources[key.encode()] = source
+        return key
+
+    async def read(
+        self, sources: list[Source], count: int, block_ms: int | None
+    ) -> list[StreamEntry]:
+        """New entries of these streams, up to `count` from each, waiting up to `block_ms`."""
+        if not sources:
+            return []
+        if block_ms is not None and self._blocking_client_id is None:
+            self._blocking_client_id = int(await self._blocking.client_id())
+        redis = self._blocking if block_ms is not None else self._redis
+        try:
+            reply = await redis.xreadgroup(
+                CONSUMER_GROUP,
+                self.consumer,
+                {self._key(source): ">" for source in sources},
+                count=count,
+                block=block_ms,
+            )
+        except Exception:
+            self._blocking_client_id = None  # reconnected: a new id
+            raise
+        entries = []
+        for stream, items in cast(list[Any], reply or []):
+            queue, level = self._sources[stream]
+            for entry_id, fields in items:
+                task = fields.get(b"task", b"").decode() if fields else ""
+                entries.append(StreamEntry(queue, level, entry_id.decode(), task))
+        return entries
+
+    async def interrupt(self) -> None:
+        """End a blocked read at once (it returns no entries)."""
+        client_id = self._blocking_client_id
+        if client_id is not None:
+            await self._redis.client_unblock(client_id)
+
+    async def touch(self, entries: Iterable[StreamEntry]) -> None:
+        """Reset the idle time of the entries this worker is running."""
+        by_stream: dict[str, list[int | bytes | str | memoryview]] = {}
+        for entry in entries:
+            by_stream.setdefault(self._key((entry.queue, entry.level)), []).append(entry.entry_id)
+        if not by_stream:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for stream, ids in by_stream.items():
+                pipe.xclaim(stream, CONSUMER_GROUP, self.consumer, 0, ids, justid=True)
+            await pipe.execute()
+
+    async def reclaim(self, source: Source, count: int) -> list[StreamEntry]:
+        """Take over up to `count` entries idle past the visibility timeout.
+
+        Entries deleted meanwhile (their task was cancelled) are acknowledged and skipped.
+        """
+        stream = self._key(source)
+        reply = cast(
+            list[Any],
+            await self._redis.xautoclaim(
+                stream, CONSUMER_GROUP, self.consumer, self.visibility_ms, "0-0", count=count
+            ),
+        )
+        claimed = [(entry_id, fields) for entry_id, fields in reply[1] if entry_id]
+        if not claimed:
+            return []
+        gone = [entry_id for entry_id, fields in claimed if not fields]
+        if gone:
+            await self._redis.xack(stream, CONSUMER_GROUP, *gone)
+        live = [(entry_id, fields) for entry_id, fields in claimed if fields]
+        deliveries = await self._deliveries(stream, (entry_id for entry_id, _ in live))
+        taken = []
+        for entry_id, fields in live:
+            text_id = entry_id.decode()
+            task = fields.get(b"task", b"").decode()
+            taken.append(StreamEntry(*source, text_id, task, deliveries.get(text_id, 1)))
+            log.warning("took over %s (task %s) from a silent worker", text_id, task)
+        return taken
+
+    async def _deliveries(self, stream: str, entry_ids: Iterable[bytes]) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for entry_id in entry_ids:
+            rows = await self._redis.xpending_range(
+                stream, CONSUMER_GROUP, min=entry_id, max=entry_id, count=1
+            )
+            for row in rows:
+                counts[row["message_id"].decode()] = int(row["times_delivered"])
+        return counts
+
+    async def aclose(self) -> None:
+        await self._blocking.aclose()

@@ -1,0 +1,249 @@
+"""Task lifecycle in Redis: submit, start, finish, cancel, requeue (each one atomic script).
+
+`submit` is the only way a job enters a queue: the put route, blocking and streaming waits
+and scheduled jobs all `prepare` a `Submission` and submit it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import cast
+
+import orjson
+from redis.asyncio import Redis
+
+from queue_service.errors import QueueFull
+from queue_service.models import TERMINAL_STATUSES, PutRequest, ResponseMode, Status
+from queue_service.timing import now_ms
+
+from .events import encode_done
+from .ids import TaskId, TaskIdFactory
+from .keys import CONSUMER_GROUP, Keys
+from .ledger import CALLBACK_SETTLE_MS
+from .lua import LuaScripts
+from .queues import QueueRegistry
+from .records import UPSTREAM_KEY_FIELD, Outcome, TaskRecord
+from .statistics import field, finish_counts
+
+log = logging.getLogger("queue_service.store.tasks")
+
+CANCELLED_STATUS_CODE = 499  # nginx's "client closed request"
+QUEUE_FULL_RETRY_AFTER = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """A job about to enter its queue, with its id (and the channel its events will use)."""
+
+    task_id: TaskId
+    job: PutRequest
+    tenant: str
+    timeout_s: int
+    channel: str
+    """Pub/sub channel of the task's events: subscribe before submitting to miss none."""
+    sealed_upstream_key: bytes | None = None
+
+    @property
+    def text_id(self) -> str:
+        return str(self.task_id)
+
+
+@dataclass(frozen=True, slots=True)
+class CancelResult:
+    previous: Status
+    record: TaskRecord
+
+
+class Tasks:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        lua: LuaScripts,
+        queues: QueueRegistry,
+        ids: TaskIdFactory,
+        retention_s: int,
+        max_waiting: int = 0,
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._lua = lua
+        self._queues = queues
+        self._ids = ids
+        self.retention_ms = retention_s * 1000
+        self.max_waiting = max_waiting
+
+    # -- entering a queue ---------------------------------------------------------------
+    async def prepare(
+        self,
+        job: PutRequest,
+        tenant: str,
+        timeout_s: int,
+        sealed_upstream_key: bytes | None = None,
+    ) -> Submission:
+        """Give the job its id (registering its queue on first use); nothing is queued yet."""
+        queue_id = await self._queues.id(job.queue)
+        task_id = self._ids.make(queue_id, job.level, job.response_mode)
+        channel = self._keys.task_channel(job.queue, str(task_id))
+        return Submission(task_id, job, tenant, timeout_s, channel, sealed_upstream_key)
+
+    async def submit(self, submission: Submission) -> None:
+        """Store the task record and enqueue it, in one atomic step (QueueFull: nothing stored)."""
+        job, text_id = submission.job, submission.text_id
+        created = now_ms()
+        record = TaskRecord(
+            task_id=text_id,
+            queue=job.queue,
+            level=job.level,
+            mode=job.response_mode,
+            endpoint=job.endpoint,
+            data=orjson.dumps(job.data),
+            callback_url=job.callback_url or "",
+            tenant=submission.tenant,
+            status=Status.QUEUED,
+            created_at=created,
+            deadline=created + submission.timeout_s * 1000,
+        )
+        fields = record.to_hash()
+        if submission.sealed_upstream_key is not None:
+            fields[UPSTREAM_KEY_FIELD] = submission.sealed_upstream_key
+        queue, level, mode = job.queue, job.level, job.response_mode.value
+        entry = await self._lua.put(
+            task=self._keys.task(queue, text_id),
+            stream=self._keys.stream(queue, level),
+            stats=self._keys.queue_stats(queue),
+            tenants=self._keys.queue_tenants(queue),
+            task_id=text_id,
+            ttl_ms=submission.timeout_s * 1000 + self.retention_ms,
+            max_waiting=self.max_waiting,
+            group=CONSUMER_GROUP,
+            statistic=field("put", level=level, mode=mode),
+            tenant=submission.tenant,
+            record=fields,
+        )
+        if entry is None:
+            raise QueueFull(
+                f"queue {queue} level {level} already holds {self.max_waiting} waiting jobs; "
+                "retry later",
+                retry_after=QUEUE_FULL_RETRY_AFTER,
+            )
+        log.info("task %s queued (queue %s, level %d, mode %s)", text_id, queue, level, mode)
+
+    # -- the submitter's view -----------------------------------------------------------
+    async def get(self, text_id: str, tenant: str) -> TaskRecord | None:
+        """The task, or None when it does not exist or belongs to another tenant."""
+        task_id = TaskId.parse(text_id)
+        if task_id is None:
+            return None
+        queue = await self._queues.name(task_id.queue_id)
+        if queue is None:
+            return None
+        record = await self.load(queue, text_id)
+        return record if record is not None and record.tenant == tenant else None
+
+    async def cancel(
+        self, text_id: str, tenant: str, reason: str = "cancelled by request"
+    ) -> CancelResult | None:
+        """Cancel a task; None when it does not exist for this tenant."""
+        record = await self.get(text_id, tenant)
+        if record is None:
+            return None
+        if record.status in TERMINAL_STATUSES:
+            return CancelResult(record.status, record)
+        result = orjson.dumps({"error": {"message": reason, "type": "cancelled"}})
+        previous = await self._lua.cancel(
+            task=self._keys.task(record.queue, text_id),
+            stream=self._keys.stream(record.queue, record.level),
+            now_ms=now_ms(),
+            retention_ms=self.retention_ms,
+            channel=self._keys.task_channel(record.queue, text_id),
+            event=encode_done(Status.CANCELLED, CANCELLED_STATUS_CODE, "application/json", result),
+            cancel_channel=self._keys.cancel_channel,
+            task_id=text_id,
+            result=result,
+            status_code=CANCELLED_STATUS_CODE,
+        )
+        if previous is None:
+            return None
+        log.info(
+            "task %s cancelled (queue %s, level %d): %s",
+            text_id,
+            record.queue,
+            record.level,
+            reason,
+        )
+        updated = await self.get(text_id, tenant)
+        return CancelResult(Status(previous), updated or record)
+
+    # -- the worker's side --------------------------------------------------------------
+    async def load(self, queue: str, text_id: str) -> TaskRecord | None:
+        """The task record as workers see it (no tenant check)."""
+        raw = await cast(
+            Awaitable[dict[bytes, bytes]], self._redis.hgetall(self._keys.task(queue, text_id))
+        )
+        return TaskRecord.from_hash(raw) if raw else None
+
+    async def sealed_upstream_key(self, queue: str, text_id: str) -> bytes | None:
+        """The caller's encrypted upstream key (passthrough auth), while the job runs."""
+        key: bytes | None = await cast(
+            Awaitable[bytes | None],
+            self._redis.hget(self._keys.task(queue, text_id), UPSTREAM_KEY_FIELD),
+        )
+        return key
+
+    async def start(self, queue: str, text_id: str, worker: str) -> TaskRecord | None:
+        """Claim a task read from a stream; see `lua/start.lua`."""
+        raw = await self._lua.start(
+            task=self._keys.task(queue, text_id), now_ms=now_ms(), worker=worker
+        )
+        return TaskRecord.from_hash(raw) if raw else None
+
+    async def ack(self, queue: str, level: int, entry: str) -> None:
+        """Acknowledge and delete a stream entry whose task needs no (more) work."""
+        stream = self._keys.stream(queue, level)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xack(stream, CONSUMER_GROUP, entry)
+            pipe.xdel(stream, entry)
+            await pipe.execute()
+
+    async def requeue(self, queue: str, level: int, text_id: str, entry: str) -> bool:
+        """Give an unfinished job back to the queue at once (see `lua/requeue.lua`)."""
+        return await self._lua.requeue(
+            task=self._keys.task(queue, text_id),
+            stream=self._keys.stream(queue, level),
+            entry=entry,
+            group=CONSUMER_GROUP,
+            task_id=text_id,
+        )
+
+    async def publish(self, queue: str, text_id: str, event: bytes) -> None:
+        """Send an event (`events.encode_*`) to whoever waits on the task."""
+        await self._redis.publish(self._keys.task_channel(queue, text_id), event)
+
+    async def finish(self, record: TaskRecord, entry: str, outcome: Outcome) -> bool:
+        """Store the outcome (first one wins) and ack the entry; True if this one won.
+
+        A blocking or streaming waiter gets the body in the completion event; a callback job
+        becomes due for its callback; the queue's statistics count the job.
+        """
+        finished = now_ms()
+        callback = record.mode is ResponseMode.CALLBACK
+        body = b"" if callback else outcome.body
+        queue, text_id = record.queue, record.task_id
+        return await self._lua.finish(
+            task=self._keys.task(queue, text_id),
+            stream=self._keys.stream(queue, record.level),
+            callbacks_due=self._keys.callbacks_due(queue),
+            stats=self._keys.queue_stats(queue),
+            entry=entry,
+            group=CONSUMER_GROUP,
+            retention_ms=self.retention_ms,
+            channel=self._keys.task_channel(queue, text_id),
+            event=encode_done(outcome.status, outcome.status_code, outcome.content_type, body),
+            callback_due_ms=finished + CALLBACK_SETTLE_MS if callback else 0,
+            task_id=text_id,
+            outcome=outcome.fields(finished),
+            statistics=finish_counts(record, outcome, finished),
+        )
