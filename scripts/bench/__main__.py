@@ -1,13 +1,12 @@
-#!/usr/bin/env python3
 """Benchmarks of queue-service against baselines measured in the same run.
 
-    python scripts/bench.py [scenario ...] [--quick]
+    python -m scripts.bench [scenario ...] [--quick]
 
 Scenarios: pickup, blocking, streaming, held, throughput (all when none is named). Each
 prints a table and writes its section of BENCHMARKS.md with the machine and the command.
 Every figure sits next to a baseline from the same run: these machines are shared and
 noisy, so ratios and differences mean more than absolute numbers. `--quick` takes few
-samples, for a smoke run.
+samples, for a smoke run. Run from the repository root.
 """
 
 from __future__ import annotations
@@ -20,17 +19,17 @@ from collections.abc import Callable, Coroutine
 from typing import Any, NamedTuple
 
 import httpx
-from bench_blocking import blocking
-from bench_held import held
-from bench_streaming import streaming
-from bench_throughput import throughput
-from benchlib import MockUpstream, Stack, redis_for_bench, report, summary_ms
 from redis.asyncio import Redis
 
 from queue_service.models import PutRequest
 from queue_service.store.broker import Broker
 from queue_service.store.ids import TaskIdFactory
 from queue_service.store.keys import Keys
+from scripts.bench.blocking import blocking
+from scripts.bench.held import held
+from scripts.bench.lib import MockUpstream, Stack, redis_for_bench, report, summary_ms
+from scripts.bench.streaming import streaming
+from scripts.bench.throughput import throughput
 
 
 def chat(text: str) -> dict[str, Any]:
@@ -157,11 +156,11 @@ SCENARIOS = {
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m scripts.bench", description=__doc__)
     parser.add_argument("scenarios", nargs="*", choices=[*SCENARIOS, []], default=[])
     parser.add_argument("--quick", action="store_true", help="fewer samples, for a smoke run")
     args = parser.parse_args()
-    args.command = " ".join(["python scripts/bench.py", *sys.argv[1:]])
+    args.command = " ".join(["python -m scripts.bench", *sys.argv[1:]])
     with redis_for_bench() as redis_url:
         for name in args.scenarios or SCENARIOS:
             await SCENARIOS[name](args, redis_url)
