@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Fuzz the live API against its own OpenAPI document with schemathesis.
 
-    python scripts/fuzz_api.py [--max-examples N] [--api-key KEY]
+    python -m scripts.fuzz_api [--max-examples N] [--api-key KEY]
 
 Starts an API process, a worker and the mock upstream on loopback (a private key prefix on
 the Redis of QUEUE_REDIS_URL, 127.0.0.1:6379, or an embedded one), installs schemathesis
@@ -16,11 +15,11 @@ import importlib.util
 import subprocess
 import sys
 
-from benchlib import BIN, MockUpstream, Stack, redis_for_bench
+from scripts.bench.lib import BIN, MockUpstream, Stack, redis_for_bench
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m scripts.fuzz_api", description=__doc__)
     parser.add_argument("--max-examples", type=int, default=100)
     parser.add_argument("--api-key", default="fuzz-key-123456")
     args = parser.parse_args()

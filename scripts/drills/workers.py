@@ -6,8 +6,8 @@ import asyncio
 import subprocess
 import time
 
-from drills_check import DrillResult
-from drills_rig import Options, Rig
+from scripts.drills.check import DrillResult
+from scripts.drills.rig import Options, Rig
 
 SHORT_JOB = {"ttft": 0.2, "tokens": 8, "token_latency": 0.04}
 """About half a second upstream: enough of them in flight on a worker when it is killed."""

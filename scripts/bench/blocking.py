@@ -13,8 +13,8 @@ import time
 from collections import Counter
 from typing import Any, NamedTuple
 
-from bench_http import Connection, post
-from benchlib import CpuMeter, MockUpstream, Stack, report, summary_ms
+from scripts.bench.lib import CpuMeter, MockUpstream, Stack, report, summary_ms
+from scripts.bench.rawhttp import Connection, post
 
 QUEUE = "bench-latency"
 CHAT = "/v1/chat/completions"
@@ -77,7 +77,7 @@ async def blocking(args: argparse.Namespace, redis_url: str) -> None:
         f"÷ queued calls. One API process, one worker with {SLOTS} slots (QUEUE_CONCURRENCY;",
         "the default 16 would measure waiting for a slot), the mock, Redis and the client",
         "share the machine's 2 cores; the client is raw asyncio HTTP/1.1 on keep-alive",
-        "connections (`scripts/bench_http.py`). Target: added median under 3 ms at 1 client.",
+        "connections (`scripts/bench/rawhttp.py`). Target: added median under 3 ms at 1 client.",
         f"At {MANY_CLIENTS / MANY_TTFT:.0f} calls/s the worker's CPU per call comes to "
         f"{many.cpu['worker'] * MANY_CLIENTS / MANY_TTFT:.0%} of a core.",
         *_failures(one, "1 client"),

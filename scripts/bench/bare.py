@@ -1,7 +1,7 @@
 """The bare baseline of the `throughput` scenario: a Starlette endpoint that only parses the
 JSON body and XADDs it, served the way `queue-service api` is (uvicorn, one process).
 
-    python scripts/bench_bare.py PORT REDIS_URL STREAM_KEY
+    python -m scripts.bench.bare PORT REDIS_URL STREAM_KEY
 """
 
 from __future__ import annotations

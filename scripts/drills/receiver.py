@@ -13,7 +13,6 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-import benchlib  # noqa: F401  (puts the project on sys.path)
 import orjson
 
 from queue_service.dev.embedded_redis import free_port

@@ -1,13 +1,12 @@
-#!/usr/bin/env python3
 """Benchmarks of queue-service against baselines measured in the same run.
 
-    python scripts/bench.py [scenario ...] [--quick]
+    python -m scripts.bench [scenario ...] [--quick]
 
 Scenarios: pickup, blocking, streaming, held, throughput (all when none is named). Each
 prints a table and writes its section of BENCHMARKS.md with the machine and the command.
 Every figure sits next to a baseline from the same run: these machines are shared and
 noisy, so ratios and differences mean more than absolute numbers. `--quick` takes few
-samples, for a smoke run.
+samples, for a smoke run. Run from the repository root.
 """
 
 from __future__ import annotations
@@ -20,17 +19,16 @@ from collections.abc import Callable, Coroutine
 from typing import Any, NamedTuple
 
 import httpx
-from bench_blocking import blocking
-from bench_held import held
-from bench_streaming import streaming
-from bench_throughput import throughput
-from benchlib import MockUpstream, Stack, redis_for_bench, report, summary_ms
-from queue_service.store.broker import Broker
 from redis.asyncio import Redis
 
 from queue_service.models import PutRequest
-from queue_service.store.ids import TaskIdFactory
+from queue_service.store import Store
 from queue_service.store.keys import Keys
+from scripts.bench.blocking import blocking
+from scripts.bench.held import held
+from scripts.bench.lib import MockUpstream, Stack, redis_for_bench, report, summary_ms
+from scripts.bench.streaming import streaming
+from scripts.bench.throughput import throughput
 
 
 def chat(text: str) -> dict[str, Any]:
@@ -77,18 +75,21 @@ async def pickup(args: argparse.Namespace, redis_url: str) -> None:
                     "queued",
                     lambda text: client.post(f"{stack.api_url}/v1/queue/put", json=job(text)),
                 )
-                broker = Broker(Redis.from_url(redis_url), Keys(stack.prefix), 3600)
-                ids = TaskIdFactory(instance=9999)
+                direct_store = Store(
+                    Redis.from_url(redis_url),
+                    Keys(stack.prefix),
+                    redis_url=redis_url,
+                    retention_s=3600,
+                )
+                direct_store.ids.instance = 9999
+                tasks = direct_store.tasks
 
                 async def store(text: str) -> None:
                     request = PutRequest.model_validate(job(text), strict=False)
-                    task_id = ids.make(
-                        await broker.queue_id("bench-pickup"), 0, request.response_mode
-                    )
-                    await broker.put(task_id, request, "", 60)
+                    await tasks.submit(await tasks.prepare(request, "", 60))
 
                 stored = await _timed(client, upstream, jobs, "stored", store)
-                await broker.redis.aclose()
+                await direct_store.aclose()
         finally:
             await asyncio.to_thread(stack.stop)
     hop = summary_ms([s.arrived - s.sent for s in direct])
@@ -115,7 +116,7 @@ async def pickup(args: argparse.Namespace, redis_url: str) -> None:
         f"{jobs} jobs per row, one at a time (level 0, callback mode); one API process, one",
         "worker and the mock upstream, each its own process; wall-clock times across processes.",
         "Pickup: the bench stores the job itself with the same atomic put the API uses",
-        "(`Broker.put`), so the moment it lands lies between the call's start and return; the",
+        "(`Tasks.submit`), so the moment it lands lies between the call's start and return; the",
         "range gives both bounds. It holds one HTTP hop (worker → upstream), like the baseline.",
         "End to end adds the client → API hop. Target: pickup median under 3 ms (arq's own",
         "queue polls every 500 ms).",
@@ -157,11 +158,11 @@ SCENARIOS = {
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m scripts.bench", description=__doc__)
     parser.add_argument("scenarios", nargs="*", choices=[*SCENARIOS, []], default=[])
     parser.add_argument("--quick", action="store_true", help="fewer samples, for a smoke run")
     args = parser.parse_args()
-    args.command = " ".join(["python scripts/bench.py", *sys.argv[1:]])
+    args.command = " ".join(["python -m scripts.bench", *sys.argv[1:]])
     with redis_for_bench() as redis_url:
         for name in args.scenarios or SCENARIOS:
             await SCENARIOS[name](args, redis_url)

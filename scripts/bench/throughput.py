@@ -1,7 +1,7 @@
 """Scenario `throughput`: callback puts per second against a bare endpoint that only parses the
-JSON and XADDs it (`bench_bare.py`), both served by uvicorn in one process on the same Redis.
+JSON and XADDs it (`scripts.bench.bare`), both served by uvicorn in one process on the same Redis.
 
-The load comes from separate client processes (`python scripts/bench_throughput.py --load
+The load comes from separate client processes (`python -m scripts.bench.throughput --load
 ...`), each driving keep-alive connections with a prebuilt request on raw sockets; each
 reports its own CPU time, so the table shows whether the client or the server ran out.
 """
@@ -16,20 +16,20 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import orjson
-from bench_http import Connection, post
-from benchlib import Stack, cpu_seconds, free_port, report, wait_for_port
 from redis import Redis
+
+from queue_service.dev.embedded_redis import free_port
+from scripts.bench.lib import ROOT, Stack, cpu_seconds, report, wait_for_port
+from scripts.bench.rawhttp import Connection, post
 
 QUEUE = "bench-throughput"
 PUT = "/v1/queue/put"
 CONNECTIONS = 64
 """Concurrent clients (keep-alive connections, one request in flight each), over all the
 client processes."""
-HERE = Path(__file__).resolve().parent
 
 
 def job_body() -> dict[str, Any]:
@@ -62,8 +62,9 @@ async def throughput(args: argparse.Namespace, redis_url: str) -> None:
     bare_port = free_port()
     bare_stream = f"{stack.prefix}:bare"  # under the stack's prefix: removed with its keys
     bare = subprocess.Popen(
-        [sys.executable, str(HERE / "bench_bare.py"), str(bare_port), redis_url, bare_stream],
+        [sys.executable, "-m", "scripts.bench.bare", str(bare_port), redis_url, bare_stream],
         stdin=subprocess.DEVNULL,
+        cwd=ROOT,
     )
     runs: dict[str, list[Run]] = {"bare 1": [], "queue 1": [], "bare 2": []}
     try:
@@ -137,19 +138,20 @@ _CPU_FIELDS = ("server_cpu", "redis_cpu", "client_cpu")
 
 def _redis_pid(redis_url: str) -> int:
     with Redis.from_url(redis_url) as redis:
-        info: dict[str, Any] = redis.info("server")  # type: ignore[assignment]
+        info: dict[str, Any] = redis.info("server")
         return int(info["process_id"])
 
 
 async def _load(port: int, procs: int, puts: int, redis_pid: int, server_pid: int) -> Run:
     """Run `puts` puts from `procs` client processes at once; measure rate and CPU."""
-    command = [sys.executable, str(Path(__file__)), "--load", str(port)]
+    command = [sys.executable, "-m", "scripts.bench.throughput", "--load", str(port)]
     clients = [
         subprocess.Popen(
             [*command, str(CONNECTIONS // procs), str(puts // procs)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
+            cwd=ROOT,
         )
         for _ in range(procs)
     ]

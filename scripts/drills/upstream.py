@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from drills_check import DrillResult
-from drills_load import SUCCEEDED, Expect, Job
-from drills_receiver import CallbackReceiver
-from drills_rig import Options, Rig
+from scripts.drills.check import DrillResult
+from scripts.drills.load import SUCCEEDED, Expect, Job
+from scripts.drills.receiver import CallbackReceiver
+from scripts.drills.rig import Options, Rig
 
 ALWAYS_500 = Expect("failed", 500)
 TIMED_OUT = Expect("timeout", 408)

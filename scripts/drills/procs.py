@@ -13,9 +13,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchlib import BIN, wait_for_port, wait_for_worker
-
 from queue_service.dev.embedded_redis import free_port
+from scripts.bench.lib import BIN, wait_for_port, wait_for_worker
 
 PR_SET_PDEATHSIG = 1
 

@@ -10,12 +10,11 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from drills_check import DrillResult
-from drills_load import Job, Ledger
-from drills_receiver import CallbackReceiver
-from drills_rig import Options, Rig
-
 from queue_service.dev.embedded_redis import EmbeddedRedis, free_port
+from scripts.drills.check import DrillResult
+from scripts.drills.load import Job, Ledger
+from scripts.drills.receiver import CallbackReceiver
+from scripts.drills.rig import Options, Rig
 
 
 @contextlib.asynccontextmanager

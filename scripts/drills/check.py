@@ -10,9 +10,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from drills_load import Ledger
-from drills_receiver import CallbackReceiver, Delivery
-from drills_store import Probe
+from scripts.drills.load import Ledger
+from scripts.drills.receiver import CallbackReceiver, Delivery
+from scripts.drills.store import Probe
 
 SWEEPER_SLACK = 65.0
 """The callback sweeper runs at second 0 of each minute: a callback due at T is resent by

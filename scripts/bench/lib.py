@@ -1,5 +1,5 @@
-"""Shared pieces of the benchmark and drill scripts: a service stack of real processes,
-latency statistics, and the BENCHMARKS.md writer."""
+"""Shared pieces of the benchmarks, the drills and the fuzzer: a service stack of real
+processes, latency statistics, and the BENCHMARKS.md writer."""
 
 from __future__ import annotations
 
@@ -16,15 +16,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from queue_service.dev.embedded_redis import EmbeddedRedis, free_port, redis_answers
 
-from queue_service.dev.embedded_redis import (
-    EmbeddedRedis,
-    free_port,
-    redis_answers,
-)
-
+ROOT = Path(__file__).resolve().parents[2]
+"""The repository root: BENCHMARKS.md and DRILLS.md are written here."""
 BIN = Path(sys.executable).parent
 
 
@@ -60,11 +55,10 @@ class Stack:
     def start(self, redis_url: str) -> None:
         self.redis_url = redis_url
         env = self.env(redis_url)
-        quiet = {"stdin": subprocess.DEVNULL, "env": env}
-        for _ in range(self.workers):
-            self.processes.append(subprocess.Popen([str(BIN / "queue-service"), "worker"], **quiet))
+        worker = [str(BIN / "queue-service"), "worker"]
         api = [str(BIN / "queue-service"), "api", "--port", str(self.api_port)]
-        self.processes.append(subprocess.Popen(api, **quiet))
+        for command in [*[worker] * self.workers, api]:  # the API last: processes[-1]
+            self.processes.append(subprocess.Popen(command, stdin=subprocess.DEVNULL, env=env))
         wait_for_port(self.api_port)
         if self.workers:
             wait_for_worker(redis_url, self.prefix)
@@ -154,9 +148,8 @@ def report(name: str, command: str, table: list[str], notes: list[str]) -> None:
 def write_section(name: str, command: str, table: list[str], notes: list[str]) -> None:
     """Replace (or add) the section `name` in BENCHMARKS.md."""
     path = ROOT / "BENCHMARKS.md"
-    text = (
-        path.read_text() if path.exists() else "# Benchmarks\n\nFigures from `scripts/bench.py`.\n"
-    )
+    new = "# Benchmarks\n\nFigures from `python -m scripts.bench`.\n"
+    text = path.read_text() if path.exists() else new
     start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     body = "\n".join(

@@ -1,9 +1,9 @@
 """Scenario `held`: callback puts while one API process holds N blocking requests open.
 
-The held requests come from a separate process (`python scripts/bench_held.py --hold PORT
-N`) on raw sockets, so that the client holding them costs the measuring client nothing.
-No worker runs: every blocking job stays queued and its request stays open on the API's
-one pub/sub hub, which is what the scenario measures.
+The held requests come from a separate process (`python -m scripts.bench.held --hold PORT`,
+told on stdin how many to open) on raw sockets, so that the client holding them costs the
+measuring client nothing. No worker runs: every blocking job stays queued and its request
+stays open on the API's one pub/sub hub, which is what the scenario measures.
 """
 
 from __future__ import annotations
@@ -13,14 +13,13 @@ import asyncio
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-from bench_http import Connection, post, raise_open_files_limit
-from benchlib import MockUpstream, Stack, report, summary_ms
 from redis.asyncio import Redis
 
 from queue_service.store.keys import Keys
+from scripts.bench.lib import ROOT, MockUpstream, Stack, report, summary_ms
+from scripts.bench.rawhttp import Connection, post, raise_open_files_limit
 
 QUEUE = "bench-held"
 PUT_QUEUE = "bench-held-puts"
@@ -162,8 +161,10 @@ async def _hold(stack: Stack, redis: Redis, count: int, callback_url: str) -> Ho
 
     Meanwhile a probe sends one callback put at a time, to see the API's pauses.
     """
-    command = [sys.executable, str(Path(__file__)), "--hold", str(stack.api_port)]
-    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    command = [sys.executable, "-m", "scripts.bench.held", "--hold", str(stack.api_port)]
+    process = subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
     holding = Holding(process, 0.0)
     started = time.perf_counter()
     ramped = asyncio.Event()

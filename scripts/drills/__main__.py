@@ -1,8 +1,7 @@
-#!/usr/bin/env python3
 """Fault drills of queue-service: real processes on loopback, faults injected under load, and
 every accepted job accounted for.
 
-    python scripts/drills.py [drill ...] [--quick]
+    python -m scripts.drills [drill ...] [--quick]
 
 Drills: kill-worker, sigterm-worker, redis-restart, receiver-down, upstream-500, upstream-hang
 (default: all). Each runs the API, workers and the mock upstream as processes of their own on
@@ -27,13 +26,13 @@ import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from benchlib import ROOT, machine, redis_for_bench
-from drills_check import DrillResult
-from drills_outages import receiver_down, redis_restart
-from drills_procs import Reaper
-from drills_rig import Options
-from drills_upstream import upstream_500, upstream_hang
-from drills_workers import kill_worker, sigterm_worker
+from scripts.bench.lib import ROOT, machine, redis_for_bench
+from scripts.drills.check import DrillResult
+from scripts.drills.outages import receiver_down, redis_restart
+from scripts.drills.procs import Reaper
+from scripts.drills.rig import Options
+from scripts.drills.upstream import upstream_500, upstream_hang
+from scripts.drills.workers import kill_worker, sigterm_worker
 
 Drill = Callable[[Options, str], Awaitable[DrillResult]]
 
@@ -88,8 +87,8 @@ def write_markdown(command: str, results: list[DrillResult], log_dir: Path) -> N
         [
             "# Drills",
             "",
-            "Fault drills from `scripts/drills.py`: the API, workers and mock upstream run as",
-            "real processes on loopback, a callback receiver records every callback by task id,",
+            "Fault drills from `python -m scripts.drills`: the API, workers and mock upstream run",
+            "as real processes on loopback, a callback receiver records every callback by task id,",
             "and faults are injected under load. Every put the API accepted (HTTP 200) must end",
             "with a callback: *lost* counts accepted jobs without one; *duplicated* counts",
             "callbacks beyond the first of a job (allowed only up to the jobs in flight on the",
@@ -157,7 +156,9 @@ async def run(args: argparse.Namespace, reaper: Reaper) -> list[DrillResult]:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.drills", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("drills", nargs="*", metavar="drill", help=", ".join(DRILLS))
     parser.add_argument("--quick", action="store_true", help="smaller and shorter (< 3 min)")
     args = parser.parse_args()
@@ -172,7 +173,7 @@ def main() -> int:
     log_dir = Path(tempfile.mkdtemp(prefix="queue-service-drills-"))
     reaper = Reaper(log_dir)
     atexit.register(reaper.end_all)
-    command = shlex.join(["python", "scripts/drills.py", *sys.argv[1:]])
+    command = shlex.join(["python", "-m", "scripts.drills", *sys.argv[1:]])
     started = time.monotonic()
     try:
         results = asyncio.run(run(args, reaper))

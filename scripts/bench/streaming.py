@@ -11,9 +11,9 @@ import itertools
 import time
 from typing import NamedTuple
 
-from bench_blocking import CHAT, PUT, chat, put
-from bench_http import Connection, Tap, post
-from benchlib import MockUpstream, Stack, report, summary_ms
+from scripts.bench.blocking import CHAT, PUT, chat, put
+from scripts.bench.lib import MockUpstream, Stack, report, summary_ms
+from scripts.bench.rawhttp import Connection, Tap, post
 
 STREAM_TOKENS = 50
 STREAM_TTFT = 0.02

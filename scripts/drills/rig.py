@@ -12,12 +12,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from benchlib import wait_for_port
-from drills_check import DrillResult, drain, tally
-from drills_load import Ledger, Submitter
-from drills_procs import Fleet, Reaper, start_mock
-from drills_receiver import CallbackReceiver
-from drills_store import Probe
+from scripts.bench.lib import wait_for_port
+from scripts.drills.check import DrillResult, drain, tally
+from scripts.drills.load import Ledger, Submitter
+from scripts.drills.procs import Fleet, Reaper, start_mock
+from scripts.drills.receiver import CallbackReceiver
+from scripts.drills.store import Probe
 
 BASE_ENV = {
     "QUEUE_CALLBACK_ALLOWED_NETWORKS": "127.0.0.1/32",  # the receiver is on loopback
