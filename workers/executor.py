@@ -13,6 +13,7 @@ import orjson
 from queue_service.credentials import CredentialBox
 from queue_service.models import TERMINAL_STATUSES, ResponseMode, Status
 from queue_service.store import Outcome, Store, StreamEntry, TaskRecord
+from queue_service.timing import now_ms
 
 from .adapters import ADAPTERS
 from .callbacks import CallbackSender
@@ -178,7 +179,7 @@ class JobExecutor:
         self, entry: StreamEntry, record: TaskRecord, outcome: Outcome
     ) -> None:
         won = await self.tasks.finish(record, entry.entry_id, outcome)
-        elapsed = (time.time() * 1000 - record.created_at) / 1000
+        elapsed = (now_ms() - record.created_at) / 1000
         log.info(
             "task %s %s (queue %s, level %d, status code %d) %.3fs after its put",
             entry.task_id,

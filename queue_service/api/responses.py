@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import orjson
 from starlette.responses import JSONResponse
+
+from queue_service.timing import now_ms
 
 
 class OrjsonResponse(JSONResponse):
@@ -14,14 +15,10 @@ class OrjsonResponse(JSONResponse):
         return orjson.dumps(content)
 
 
-def _timestamp() -> int:
-    return time.time_ns() // 1_000_000
-
-
 def ok(data: Any) -> OrjsonResponse:
-    return OrjsonResponse({"code": 200, "timestamp": _timestamp(), "data": data})
+    return OrjsonResponse({"code": 200, "timestamp": now_ms(), "data": data})
 
 
 def error(status_code: int, message: str, headers: dict[str, str] | None = None) -> OrjsonResponse:
-    body = {"code": status_code, "message": message, "timestamp": _timestamp()}
+    body = {"code": status_code, "message": message, "timestamp": now_ms()}
     return OrjsonResponse(body, status_code=status_code, headers=headers)

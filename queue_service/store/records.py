@@ -154,7 +154,7 @@ class TaskRecord:
             started_at=_int(raw, "started_at"),
             finished_at=_int(raw, "finished_at"),
             outcome=outcome,
-            callback_status=CallbackState(_text(raw, "callback_status") or "pending"),
+            callback_status=CallbackState(_text(raw, "callback_status") or CallbackState.PENDING),
             callback_attempts=_int(raw, "callback_attempts") or 0,
             callback_last_error=_text(raw, "callback_last_error"),
         )
