@@ -77,7 +77,7 @@ class Keys:
     def arq_health_check(self) -> str:
         return f"{self.prefix}:arq:health-check"
 
-    # -- concurrency limits (workers/limiter.py) ---------------------------------------
+    # -- concurrency limits (leases.py) ------------------------------------------------
     def limit_leases(self, limit: str) -> str:
         """Sorted set: lease id -> expiry (ms). A dead worker's leases simply expire."""
         return f"{self.prefix}:{{limit:{limit}}}:leases"
