@@ -57,8 +57,8 @@ class CountingUpstream:
 
 
 @pytest.fixture
-async def limiter(redis: Redis, prefix: str) -> Limiter:
-    store = Store(redis, Keys(prefix), redis_url="", retention_s=60)
+async def limiter(redis: Redis, redis_url: str, prefix: str) -> Limiter:
+    store = Store(redis, Keys(prefix), redis_url=redis_url, retention_s=60)
     return Limiter(store.leases, lease_ttl=1.0)
 
 

@@ -40,9 +40,11 @@ async def put(api: httpx.AsyncClient, body: dict[str, Any]) -> str:
     return task_id
 
 
-async def test_the_first_outcome_wins(redis: Redis, prefix: str, api: httpx.AsyncClient) -> None:
+async def test_the_first_outcome_wins(
+    redis: Redis, redis_url: str, prefix: str, api: httpx.AsyncClient
+) -> None:
     task_id = await put(api, job("x", "http://127.0.0.1:9/cb"))
-    tasks = Store(redis, Keys(prefix), redis_url="", retention_s=60).tasks
+    tasks = Store(redis, Keys(prefix), redis_url=redis_url, retention_s=60).tasks
     record = await tasks.load("recovery", task_id)
     assert record is not None
     first = Outcome(Status.SUCCEEDED, 200, b'{"first":true}')
