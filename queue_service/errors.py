@@ -14,7 +14,9 @@ QueueServiceError                  base: a message, an HTTP status and extra hea
 │   └── QueueFull                  a queue level holds its most waiting jobs
 ├── ClientGone (499)               the client left while waiting (its job is cancelled)
 ├── ServiceUnavailable (503)       the store (Redis) is unreachable
-│   └── HubDisconnected            the results connection dropped while a request waited
+│   ├── HubDisconnected            the results connection dropped while a request waited
+│   ├── StaleSubmission            the queue's id changed under a put (Redis lost its data)
+│   └── StreamsLost                a worker read a level stream that is gone (likewise)
 └── ConfigFileError                a keys, routing or schedule file is wrong (start-up only)
 """
 
@@ -96,6 +98,16 @@ class ServiceUnavailable(QueueServiceError):
 
 class HubDisconnected(ServiceUnavailable):
     """The pub/sub connection dropped while a request waited on it."""
+
+
+class StaleSubmission(ServiceUnavailable):
+    """A put's task id no longer fits the store (its queue was registered anew under another
+    id, or the id was taken): prepare the job again. Puts retry this once by themselves."""
+
+
+class StreamsLost(ServiceUnavailable):
+    """A level stream or its consumer group is gone (Redis lost its data): the worker
+    looks at the registry again and recreates what it reads."""
 
 
 class ConfigFileError(QueueServiceError):

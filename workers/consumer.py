@@ -7,6 +7,12 @@ wakes the moment a job is put. When an offline slot frees while the consumer is 
 on the online streams alone, or a new queue is announced, it interrupts its own read
 to widen it.
 
+A worker never runs more jobs than its slots (nor more offline jobs than its offline
+slots): XREADGROUP's COUNT holds per stream, so one read over many streams can hand over
+more entries than there is room for; those wait here, in the worker's own pending list,
+and start first when a slot of their level frees (they are kept alive like running jobs,
+and handed back to the queue when the worker stops).
+
 The consumer owns its running jobs: `cancel` stops one (its client cancelled it) and marks
 it so the executor acknowledges it instead of handing it back.
 """
@@ -17,10 +23,12 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from queue_service.errors import StreamsLost
 from queue_service.store import Store, StreamEntry, StreamReader
 from queue_service.store.streams import Source
 
@@ -68,6 +76,8 @@ class StreamConsumer:
         self._running: dict[int, int] = {ONLINE: 0, OFFLINE: 0}
         self.jobs_done = 0
         self._jobs: dict[str, tuple[Job, asyncio.Task[None]]] = {}
+        self._held: dict[int, deque[StreamEntry]] = {ONLINE: deque(), OFFLINE: deque()}
+        """Entries read beyond the room there was: they start first when a slot frees."""
         self._wake = asyncio.Event()
         """Set when a slot frees, a queue is added or the consumer stops."""
         self._blocked_online_only = False
@@ -91,7 +101,17 @@ class StreamConsumer:
 
     async def keep_alive(self) -> None:
         """Tell the group this worker still works on its entries (see store/streams.py)."""
-        await self._reader.touch(job.entry for job, _ in self._jobs.values())
+        held = [*self._held[ONLINE], *self._held[OFFLINE]]
+        await self._reader.touch([*(job.entry for job, _ in self._jobs.values()), *held])
+
+    async def hand_back(self) -> None:
+        """Give the entries read but not started back to their queues (the worker stops)."""
+        for level in (ONLINE, OFFLINE):
+            while self._held[level]:
+                entry = self._held[level].popleft()
+                await self.store.tasks.requeue(
+                    entry.queue, entry.level, entry.task_id, entry.entry_id
+                )
 
     def queue_added(self) -> None:
         """A queue was registered: look at the registry now, not at the next interval."""
@@ -122,6 +142,11 @@ class StreamConsumer:
                 await self._step()
             except asyncio.CancelledError:
                 raise
+            except StreamsLost as exc:
+                log.warning("%s; looking at the queue registry again", exc)
+                self._known.clear()  # recreate the groups of what is still registered
+                self._refreshed_at = 0.0
+                await asyncio.sleep(0.05)
             except Exception:
                 log.exception("stream read failed; retrying in 1s")
                 await asyncio.sleep(1.0)
@@ -130,46 +155,54 @@ class StreamConsumer:
     async def _step(self) -> None:
         self._wake.clear()  # what happens from here on wakes the sleeps below
         await self._refresh_sources()
-        free = self.concurrency - self.in_flight
-        if free <= 0:
+        self._start_held(ONLINE)
+        if self._room(ONLINE) <= 0:
             await self._sleep(None)
             return
-        offline_free = min(free, self.offline_limit - self._running[OFFLINE])
         online, offline = self._sources[ONLINE], self._sources[OFFLINE]
-        if await self._reclaim(online, offline, free, offline_free):
+        if await self._reclaim(online, offline):
             return
-        if await self._read(online, free, block_ms=None):
+        if await self._read(online, self._room(ONLINE), block_ms=None):
             return
-        if offline_free > 0 and await self._read(offline, offline_free, block_ms=None):
+        self._start_held(OFFLINE)
+        offline_room = self._room(OFFLINE)
+        if offline_room > 0 and await self._read(offline, offline_room, block_ms=None):
             return
-        sources = online + offline if offline_free > 0 else online
+        sources = online + offline if offline_room > 0 else online
         if not sources:
             await self._sleep(self._refresh_interval)
             return
-        self._blocked_online_only = offline_free <= 0 and bool(offline)
+        self._blocked_online_only = offline_room <= 0 and bool(offline)
         try:
             await self._read(sources, 1, block_ms=int(self._refresh_interval * 1000))
         finally:
             self._blocked_online_only = False
 
-    async def _reclaim(
-        self, online: list[Source], offline: list[Source], free: int, offline_free: int
-    ) -> bool:
+    def _room(self, level: int) -> int:
+        """How many more jobs of this level may start now."""
+        free = self.concurrency - self.in_flight
+        if level == OFFLINE:
+            free = min(free, self.offline_limit - self._running[OFFLINE])
+        return free
+
+    def _start_held(self, level: int) -> None:
+        held = self._held[level]
+        while held and self._room(level) > 0:
+            self._dispatch(held.popleft())
+
+    async def _reclaim(self, online: list[Source], offline: list[Source]) -> bool:
         """Take over entries of silent workers (online first), now and then."""
         now = time.monotonic()
         if now - self._reclaimed_at < self._reclaim_interval:
             return False
         self._reclaimed_at = now
         got = False
-        for source in online + (offline if offline_free > 0 else []):
-            level = source[1]
-            room = free if level == ONLINE else min(free, offline_free)
+        for source in online + (offline if self._room(OFFLINE) > 0 else []):
+            room = self._room(source[1])
             if room <= 0:
                 continue
             for entry in await self._reader.reclaim(source, room):
-                self._dispatch(entry)
-                free -= 1
-                offline_free -= level
+                self._take(entry)
                 got = True
         return got
 
@@ -183,8 +216,15 @@ class StreamConsumer:
         """Read new entries and dispatch them; True when any arrived."""
         entries = await self._reader.read(sources, count, block_ms)
         for entry in entries:
-            self._dispatch(entry)
+            self._take(entry)
         return bool(entries)
+
+    def _take(self, entry: StreamEntry) -> None:
+        """Start an entry now if its level has room, else hold it for the next free slot."""
+        if self._room(entry.level) > 0 and not self._held[entry.level]:
+            self._dispatch(entry)
+        else:
+            self._held[entry.level].append(entry)
 
     def _dispatch(self, entry: StreamEntry) -> None:
         self._running[entry.level] += 1

@@ -99,9 +99,11 @@ class WorkerRuntime:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        await self.store.number_this_process()  # scheduled jobs get task ids here
+        await self.store.instance.claim()  # scheduled jobs get task ids here
+        self._consuming = asyncio.create_task(self.consumer.run(), name="stream consumer")
         self._tasks = [
-            asyncio.create_task(self.consumer.run(), name="stream consumer"),
+            asyncio.create_task(self.store.instance.keep(), name="instance lease"),
+            self._consuming,
             asyncio.create_task(self._listen(), name="announcement listener"),
             asyncio.create_task(self._keep_alive(), name="in-flight keep-alive"),
             asyncio.create_task(self._heartbeat(), name="heartbeat"),
@@ -116,12 +118,14 @@ class WorkerRuntime:
     async def stop(self, grace: float) -> None:
         """Stop taking jobs, give those in flight `grace` seconds, then close everything."""
         self.consumer.stop()
-        consuming = self._tasks[0]
+        consuming = self._consuming
         try:
             async with asyncio.timeout(5):  # its read is interrupted: it ends at once
                 await asyncio.shield(consuming)
         except TimeoutError:
             consuming.cancel()
+        with contextlib.suppress(Exception):  # else another worker takes them over later
+            await self.consumer.hand_back()
         await self.consumer.drain(grace)
         await self.executor.settle()
         for task in self._tasks:

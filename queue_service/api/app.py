@@ -3,6 +3,7 @@ lifespan. Every error becomes an HTTP answer here, in one place."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -56,8 +57,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         if not auth.enabled:
             log.warning("QUEUE_API_KEYS is not set: the API accepts requests without a key")
         hub = store.hub()
+        keeping: asyncio.Task[None] | None = None
         try:
-            instance = await store.number_this_process(settings.instance)
+            instance = await store.instance.claim(settings.instance)
+            keeping = asyncio.create_task(store.instance.keep(), name="instance lease")
             await hub.start()
             app.state.queue = AppState(
                 settings=settings,
@@ -79,6 +82,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             log.info("api instance %04d ready, redis %s", instance, settings.redis_url)
             yield
         finally:
+            if keeping is not None:
+                keeping.cancel()
             await hub.stop()
             await store.aclose()
 

@@ -9,7 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from queue_service.api import waiting
-from queue_service.errors import Conflict, Forbidden, TaskNotFound
+from queue_service.errors import Conflict, Forbidden, StaleSubmission, TaskNotFound
 from queue_service.models import QUEUE_NAME_PATTERN, TERMINAL_STATUSES, PutRequest, ResponseMode
 
 from .body import parse_model, read_json_bytes
@@ -30,18 +30,21 @@ async def put(request: Request) -> Response:
     principal.check_queue(job.queue)
     if job.callback_url is not None:
         await state.callback_policy.allows(job.callback_url)
-    submission = await state.store.tasks.prepare(
-        job,
-        principal.tenant,
-        job.timeout or state.default_timeout(job.response_mode),
-        state.sealed_key(request),
-    )
-    if job.response_mode is ResponseMode.BLOCKING:
-        return await waiting.blocking(state, request, submission)
-    if job.response_mode is ResponseMode.STREAMING:
-        return await waiting.streaming(state, request, submission)
-    await state.store.tasks.submit(submission)
-    return ok(submission.text_id)
+    tasks, tenant = state.store.tasks, principal.tenant
+    timeout = job.timeout or state.default_timeout(job.response_mode)
+    sealed = state.sealed_key(request)
+    if job.response_mode is ResponseMode.CALLBACK:
+        submission = await tasks.enqueue(job, tenant, timeout, sealed)
+        return ok(submission.text_id)
+    wait = waiting.blocking if job.response_mode is ResponseMode.BLOCKING else waiting.streaming
+    try:
+        return await wait(
+            state, request, await tasks.prepare(job, principal.tenant, timeout, sealed)
+        )
+    except StaleSubmission:  # its queue was registered anew: once more, with the new id
+        return await wait(
+            state, request, await tasks.prepare(job, principal.tenant, timeout, sealed)
+        )
 
 
 async def get_task(request: Request) -> Response:

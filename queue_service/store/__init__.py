@@ -5,6 +5,7 @@
 - `queues`     the queue registry (ids, level streams and their group, tenants, pause)
 - `tasks`      the task lifecycle: prepare/submit, start, finish, cancel, requeue
 - `callbacks`  the callback ledger: callbacks due, dead letters
+- `instance`   this process's instance number (a lease) for task ids
 - `heartbeats` live workers
 - `statistics` per-queue counts and stream figures
 - `leases`     slots of shared concurrency limits; `buckets` the API keys' rate limits
@@ -28,6 +29,7 @@ from .buckets import TokenBuckets
 from .heartbeats import Heartbeats
 from .hub import PubSubHub
 from .ids import TaskId, TaskIdFactory
+from .instances import InstanceLease
 from .keys import Keys
 from .leases import Leases
 from .ledger import CallbackLedger
@@ -62,6 +64,7 @@ class Store:
         self.keys = keys
         self.ids = TaskIdFactory(0)
         lua = LuaScripts(redis)
+        self.instance = InstanceLease(keys, lua, self.ids)
         self.queues = QueueRegistry(redis, keys, lua)
         self.tasks = Tasks(redis, keys, lua, self.queues, self.ids, retention_s, max_waiting)
         self.heartbeats = Heartbeats(redis, keys, heartbeat_interval)
@@ -81,13 +84,6 @@ class Store:
             max_waiting=settings.max_waiting,
             heartbeat_interval=settings.heartbeat_interval,
         )
-
-    async def number_this_process(self, configured: int | None = None) -> int:
-        """This process's number in task ids: `configured`, or handed out by Redis."""
-        if configured is None:
-            configured = int(await self._redis.incr(self.keys.instance_seq)) % 10_000
-        self.ids.instance = configured
-        return configured
 
     async def ping(self) -> None:
         await self._redis.ping()

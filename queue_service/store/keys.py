@@ -30,10 +30,9 @@ class Keys:
     def queue_seq(self) -> str:
         return f"{self.prefix}:queue-seq"
 
-    @property
-    def instance_seq(self) -> str:
-        """Counter handing each API process its instance number."""
-        return f"{self.prefix}:instance-seq"
+    def instance_lease(self, number: int) -> str:
+        """String: the token of the process holding instance number `number` (expiring)."""
+        return f"{self.prefix}:instance:{number}"
 
     def rate_bucket(self, key_id: str) -> str:
         """Hash: one API key's token bucket (its id is a digest, never the key)."""
@@ -98,6 +97,13 @@ class Keys:
     # -- per queue ----------------------------------------------------------------
     def stream(self, queue: str, level: int) -> str:
         return f"{self.prefix}:{{{queue}}}:{level}"
+
+    def queue_meta(self, queue: str) -> str:
+        """Hash: the queue's `id` as registered, `expires_at` (ms) when its last record does.
+
+        It lives in the queue's slot, so every put can check the id it was given against it:
+        a missing or different one means the registry was lost or changed (see `put.lua`)."""
+        return f"{self.prefix}:{{{queue}}}:meta"
 
     def task(self, queue: str, task_id: str) -> str:
         return f"{self.prefix}:{{{queue}}}:task:{task_id}"

@@ -27,20 +27,32 @@ class QueueRegistry:
         """The queue's id, assigning one (and creating its streams) on first use."""
         queue_id = self._ids.get(name)
         if queue_id is None:
-            keys = self._keys
-            await self.ensure_groups(name)
-            queue_id = await self._lua.register_queue(
-                ids=keys.queue_ids,
-                names=keys.queue_names,
-                sequence=keys.queue_seq,
-                name=name,
-                announce_channel=keys.new_queue_channel,
-            )
-            self._remember(name, queue_id)
+            queue_id = await self.register(name)
         return queue_id
 
-    async def name(self, queue_id: int) -> str | None:
-        name = self._names.get(queue_id)
+    async def register(self, name: str, preferred_id: int = 0) -> int:
+        """(Re-)register a queue: its id (`preferred_id` when free), streams and group.
+
+        Also heals a queue whose registration was lost with Redis's data."""
+        keys = self._keys
+        queue_id = await self._lua.register_queue(
+            ids=keys.queue_ids,
+            names=keys.queue_names,
+            sequence=keys.queue_seq,
+            meta=keys.queue_meta(name),
+            streams=(keys.stream(name, 0), keys.stream(name, 1)),
+            name=name,
+            announce_channel=keys.new_queue_channel,
+            group=CONSUMER_GROUP,
+            preferred_id=preferred_id,
+        )
+        self._forget(name)
+        self._remember(name, queue_id)
+        return queue_id
+
+    async def name(self, queue_id: int, *, fresh: bool = False) -> str | None:
+        """The name of the queue with this id (`fresh`: from Redis, not this process's cache)."""
+        name = None if fresh else self._names.get(queue_id)
         if name is None:
             raw = await cast(
                 Awaitable[bytes | None], self._redis.hget(self._keys.queue_names, str(queue_id))
@@ -91,5 +103,11 @@ class QueueRegistry:
                     raise
 
     def _remember(self, name: str, queue_id: int) -> None:
+        self._forget(name)
         self._ids[name] = queue_id
         self._names[queue_id] = name
+
+    def _forget(self, name: str) -> None:
+        queue_id = self._ids.pop(name, None)
+        if queue_id is not None and self._names.get(queue_id) == name:
+            del self._names[queue_id]

@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from queue_service.errors import StreamsLost
 
 from .keys import CONSUMER_GROUP, Keys
 
@@ -81,6 +84,8 @@ class StreamReader:
                 count=count,
                 block=block_ms,
             )
+        except ResponseError as exc:
+            raise _lost_or(exc) from exc
         except Exception:
             self._blocking_client_id = None  # reconnected: a new id
             raise
@@ -116,12 +121,15 @@ class StreamReader:
         Entries deleted meanwhile (their task was cancelled) are acknowledged and skipped.
         """
         stream = self._key(source)
-        reply = cast(
-            list[Any],
-            await self._redis.xautoclaim(
-                stream, CONSUMER_GROUP, self.consumer, self.visibility_ms, "0-0", count=count
-            ),
-        )
+        try:
+            reply = cast(
+                list[Any],
+                await self._redis.xautoclaim(
+                    stream, CONSUMER_GROUP, self.consumer, self.visibility_ms, "0-0", count=count
+                ),
+            )
+        except ResponseError as exc:
+            raise _lost_or(exc) from exc
         claimed = [(entry_id, fields) for entry_id, fields in reply[1] if entry_id]
         if not claimed:
             return []
@@ -150,3 +158,10 @@ class StreamReader:
 
     async def aclose(self) -> None:
         await self._blocking.aclose()
+
+
+def _lost_or(exc: ResponseError) -> Exception:
+    """NOGROUP (the stream or its group is gone) as `StreamsLost`; anything else as it is."""
+    if str(exc).startswith("NOGROUP"):
+        return StreamsLost(f"a level stream is gone: {exc}")
+    return exc

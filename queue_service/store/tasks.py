@@ -6,6 +6,7 @@ and scheduled jobs all `prepare` a `Submission` and submit it.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -13,8 +14,9 @@ from typing import cast
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
-from queue_service.errors import QueueFull
+from queue_service.errors import QueueFull, StaleSubmission
 from queue_service.models import TERMINAL_STATUSES, PutRequest, ResponseMode, Status
 from queue_service.timing import now_ms
 
@@ -89,6 +91,22 @@ class Tasks:
         channel = self._keys.task_channel(job.queue, str(task_id))
         return Submission(task_id, job, tenant, timeout_s, channel, sealed_upstream_key)
 
+    async def enqueue(
+        self,
+        job: PutRequest,
+        tenant: str,
+        timeout_s: int,
+        sealed_upstream_key: bytes | None = None,
+    ) -> Submission:
+        """`prepare` and `submit` a job nobody waits on (callback mode)."""
+        try:
+            submission = await self.prepare(job, tenant, timeout_s, sealed_upstream_key)
+            await self.submit(submission)
+        except StaleSubmission:  # its queue was registered anew: once more, with the new id
+            submission = await self.prepare(job, tenant, timeout_s, sealed_upstream_key)
+            await self.submit(submission)
+        return submission
+
     async def submit(self, submission: Submission) -> None:
         """Store the task record and enqueue it, in one atomic step (QueueFull: nothing stored)."""
         job, text_id = submission.job, submission.text_id
@@ -110,19 +128,36 @@ class Tasks:
         if submission.sealed_upstream_key is not None:
             fields[UPSTREAM_KEY_FIELD] = submission.sealed_upstream_key
         queue, level, mode = job.queue, job.level, job.response_mode.value
-        entry = await self._lua.put(
+        queue_id = submission.task_id.queue_id
+        ttl_ms = submission.timeout_s * 1000 + self.retention_ms
+        put = functools.partial(
+            self._lua.put,
             task=self._keys.task(queue, text_id),
             stream=self._keys.stream(queue, level),
             stats=self._keys.queue_stats(queue),
             tenants=self._keys.queue_tenants(queue),
+            meta=self._keys.queue_meta(queue),
             task_id=text_id,
-            ttl_ms=submission.timeout_s * 1000 + self.retention_ms,
+            ttl_ms=ttl_ms,
             max_waiting=self.max_waiting,
             group=CONSUMER_GROUP,
             statistic=field("put", level=level, mode=mode),
             tenant=submission.tenant,
+            queue_id=queue_id,
+            expires_at_ms=created + ttl_ms,
             record=fields,
         )
+        try:
+            entry = await put()
+        except ResponseError as exc:
+            if str(exc).startswith("DUPLICATE"):
+                raise StaleSubmission(f"task id {text_id} is taken; put the job again") from exc
+            if not str(exc).startswith("STALE"):
+                raise
+            log.warning("queue %s lost its registration (Redis lost data?); registering", queue)
+            if await self._queues.register(queue, preferred_id=queue_id) != queue_id:
+                raise StaleSubmission(f"queue {queue} has a new id; put the job again") from exc
+            entry = await put()
         if entry is None:
             raise QueueFull(
                 f"queue {queue} level {level} already holds {self.max_waiting} waiting jobs; "
@@ -138,9 +173,11 @@ class Tasks:
         if task_id is None:
             return None
         queue = await self._queues.name(task_id.queue_id)
-        if queue is None:
-            return None
-        record = await self.load(queue, text_id)
+        record = None if queue is None else await self.load(queue, text_id)
+        if record is None:  # the queue may have a new id since this process cached it
+            fresh = await self._queues.name(task_id.queue_id, fresh=True)
+            if fresh is not None and fresh != queue:
+                record = await self.load(fresh, text_id)
         return record if record is not None and record.tenant == tenant else None
 
     async def cancel(

@@ -43,6 +43,7 @@ class LuaScripts:
         self._register_queue = load("register_queue")
         self._rate_limit = load("rate_limit")
         self._limit_acquire = load("limit_acquire")
+        self._instance_lease = load("instance_lease")
 
     async def put(
         self,
@@ -51,17 +52,33 @@ class LuaScripts:
         stream: str,
         stats: str,
         tenants: str,
+        meta: str,
         task_id: str,
         ttl_ms: int,
         max_waiting: int,
         group: str,
         statistic: str,
         tenant: str,
+        queue_id: int,
+        expires_at_ms: int,
         record: Fields,
     ) -> bytes | None:
-        """Store the record and XADD the id; the entry id, or None when the level is full."""
-        args = [task_id, ttl_ms, max_waiting, group, statistic, tenant, *_flatten(record)]
-        entry: bytes | None = await self._put(keys=[task, stream, stats, tenants], args=args)
+        """Store the record and XADD the id; the entry id, or None when the level is full.
+
+        ResponseError STALE: the queue is not registered under `queue_id` (any more)."""
+        args: list[Any] = [
+            task_id,
+            ttl_ms,
+            max_waiting,
+            group,
+            statistic,
+            tenant,
+            queue_id,
+            expires_at_ms,
+        ]
+        args += _flatten(record)
+        keys = [task, stream, stats, tenants, meta]
+        entry: bytes | None = await self._put(keys=keys, args=args)
         return entry
 
     async def start(self, *, task: str, now_ms: int, worker: str) -> dict[bytes, bytes] | None:
@@ -132,12 +149,26 @@ class LuaScripts:
         return bool(await self._update(keys=[task], args=_flatten(fields)))
 
     async def register_queue(
-        self, *, ids: str, names: str, sequence: str, name: str, announce_channel: str
+        self,
+        *,
+        ids: str,
+        names: str,
+        sequence: str,
+        meta: str,
+        streams: tuple[str, str],
+        name: str,
+        announce_channel: str,
+        group: str,
+        preferred_id: int,
     ) -> int:
-        """The queue's id; a new queue is announced on `announce_channel`."""
-        return int(
-            await self._register_queue(keys=[ids, names, sequence], args=[name, announce_channel])
-        )
+        """The queue's id (`preferred_id` when free); a new queue is announced."""
+        keys = [ids, names, sequence, meta, *streams]
+        args: list[Any] = [name, announce_channel, group, preferred_id]
+        return int(await self._register_queue(keys=keys, args=args))
+
+    async def instance_lease(self, *, lease: str, token: str, ttl_ms: int) -> bool:
+        """Hold (or take) an instance number's lease; False when another process holds it."""
+        return bool(await self._instance_lease(keys=[lease], args=[token, ttl_ms]))
 
     async def rate_limit(self, *, bucket: str, now_ms: int, rate: float, burst: int) -> int:
         """Take a token; 0 when allowed, else milliseconds until the next one."""

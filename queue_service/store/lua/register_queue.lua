@@ -1,12 +1,32 @@
--- Assign a queue name its small integer id, once: later calls return the same id.
--- KEYS[1] name->id hash, KEYS[2] id->name hash, KEYS[3] id counter
--- ARGV[1] queue name, ARGV[2] channel announcing new queues to workers
-local id = redis.call('HGET', KEYS[1], ARGV[1])
-if id then
-  return tonumber(id)
+-- Register a queue: its small integer id (kept when it has one), its level streams with the
+-- consumer group, and its id in its own slot (`meta`) for puts to check.
+-- `preferred` is the id a process had cached before the registry was lost: it is taken
+-- again when free, so that process's task ids stay valid.
+-- KEYS[1] name->id hash, KEYS[2] id->name hash, KEYS[3] id counter, KEYS[4] queue meta,
+-- KEYS[5] level 0 stream, KEYS[6] level 1 stream
+-- ARGV[1] queue name, ARGV[2] channel announcing new queues to workers, ARGV[3] consumer
+-- group, ARGV[4] preferred id (0: none)
+-- Returns the queue's id.
+local name, preferred = ARGV[1], tonumber(ARGV[4])
+local id = redis.call('HGET', KEYS[1], name)
+if not id or redis.call('HGET', KEYS[2], id) ~= name then
+  local holder = preferred > 0 and redis.call('HGET', KEYS[2], preferred)
+  if preferred > 0 and (not holder or holder == name) then
+    id = preferred
+    redis.call('HSET', KEYS[2], id, name)
+    if (tonumber(redis.call('GET', KEYS[3])) or 0) < id then
+      redis.call('SET', KEYS[3], id)
+    end
+  else
+    repeat
+      id = redis.call('INCR', KEYS[3])
+    until redis.call('HSETNX', KEYS[2], id, name) == 1
+  end
+  redis.call('HSET', KEYS[1], name, id)
+  redis.call('PUBLISH', ARGV[2], name)
 end
-id = redis.call('INCR', KEYS[3])
-redis.call('HSET', KEYS[1], ARGV[1], id)
-redis.call('HSET', KEYS[2], id, ARGV[1])
-redis.call('PUBLISH', ARGV[2], ARGV[1])
-return id
+for i = 5, 6 do
+  redis.pcall('XGROUP', 'CREATE', KEYS[i], ARGV[3], '0', 'MKSTREAM')  -- BUSYGROUP: it exists
+end
+redis.call('HSET', KEYS[4], 'id', id)
+return tonumber(id)
