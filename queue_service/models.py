@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import enum
+import math
 from typing import Annotated, Any, NotRequired
 from urllib.parse import urlsplit
 
@@ -91,24 +92,41 @@ def _check_http_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an absolute http:// or https:// URL")
+    if "@" in parts.netloc:
+        raise ValueError("must not carry a user name or password (userinfo)")
+    try:
+        parts.port  # noqa: B018  (parsing it is the check)
+    except ValueError:
+        raise ValueError("has an invalid port (must be a number from 1 to 65535)") from None
+    if parts.port == 0:
+        raise ValueError("has an invalid port (must be a number from 1 to 65535)")
     return url
 
 
 HttpUrlText = Annotated[str, Field(max_length=2048), AfterValidator(_check_http_url)]
 
 
-def _depth(value: Any) -> int:
-    """How deeply arrays and objects nest in a JSON value (iterative: no recursion limit)."""
-    deepest, stack = 0, [(value, 1)]
+INT_RANGE = (-(2**63), 2**64 - 1)
+"""Integers JSON carries here: 64-bit, as orjson stores them and upstreams read them."""
+
+
+def _json_problem(value: Any, max_depth: int) -> str | None:
+    """Why a JSON value may not be queued, or None: nesting deeper than `max_depth`, numbers
+    that RFC 8259 JSON has no room for (NaN, Infinity, 1e400) or beyond 64-bit integers.
+    Iterative: no recursion limit."""
+    stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
-        children = (
-            item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
-        )
         if isinstance(item, dict | list):
-            deepest = max(deepest, depth)
+            if depth > max_depth:
+                return f"nests deeper than {max_depth} levels"
+            children = item.values() if isinstance(item, dict) else item
             stack.extend((child, depth + 1) for child in children)
-    return deepest
+        elif isinstance(item, float) and not math.isfinite(item):
+            return "holds a number JSON cannot carry (NaN, Infinity, or one too large like 1e400)"
+        elif isinstance(item, int) and not INT_RANGE[0] <= item <= INT_RANGE[1]:
+            return "holds an integer beyond 64 bits; send it as a string"
+    return None
 
 
 class PutContext(BaseModel):
@@ -150,10 +168,12 @@ class PutRequest(BaseModel):
 
     @field_validator("data")
     @classmethod
-    def _data_is_not_too_deep(cls, data: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+    def _data_is_plain_json(cls, data: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         context = info.context
-        if isinstance(context, PutContext) and _depth(data) > context.max_depth:
-            raise ValueError(f"nests deeper than {context.max_depth} levels")
+        max_depth = context.max_depth if isinstance(context, PutContext) else 32
+        problem = _json_problem(data, max_depth)
+        if problem is not None:
+            raise ValueError(problem)
         return data
 
     @field_validator("timeout")

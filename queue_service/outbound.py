@@ -1,5 +1,10 @@
-"""Where the service may send callbacks: no loopback, private, link-local, multicast or
-cloud-metadata addresses unless `QUEUE_CALLBACK_ALLOWED_NETWORKS` opens them (SSRF).
+"""Where the service may send callbacks: only public unicast addresses, unless
+`QUEUE_CALLBACK_ALLOWED_NETWORKS` opens a range (SSRF). `DENIED` is the one list of what is
+refused, modelled on a trusted egress proxy's defaults (Stripe's Smokescreen): private,
+loopback, link-local, carrier-grade NAT (where some clouds keep their metadata service),
+documentation, benchmarking, reserved and multicast ranges, and the IPv6 ranges that embed
+or tunnel to IPv4 (6to4, NAT64, Teredo, IPv4-compatible). An IPv4-mapped IPv6 address is
+judged as the IPv4 address it maps.
 
 A callback URL is checked when it is put and again at delivery, on the addresses its host
 resolves to then (DNS rebinding); delivery then connects to the address it checked.
@@ -19,7 +24,42 @@ from queue_service.errors import UnsafeDestination
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-_METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+DENIED: dict[str, str] = {
+    "0.0.0.0/8": "this network",
+    "10.0.0.0/8": "private",
+    "100.64.0.0/10": "carrier-grade NAT (cloud metadata such as 100.100.100.200)",
+    "127.0.0.0/8": "loopback",
+    "169.254.0.0/16": "link-local (cloud metadata such as 169.254.169.254)",
+    "172.16.0.0/12": "private",
+    "192.0.0.0/24": "IETF protocol assignments",
+    "192.0.2.0/24": "documentation (TEST-NET-1)",
+    "192.88.99.0/24": "6to4 relay anycast",
+    "192.168.0.0/16": "private",
+    "198.18.0.0/15": "benchmarking",
+    "198.51.100.0/24": "documentation (TEST-NET-2)",
+    "203.0.113.0/24": "documentation (TEST-NET-3)",
+    "224.0.0.0/4": "multicast",
+    "240.0.0.0/4": "reserved (and broadcast)",
+    "::/128": "unspecified",
+    "::1/128": "loopback",
+    "::/96": "IPv4-compatible (embeds IPv4)",
+    "64:ff9b::/96": "NAT64 (embeds IPv4)",
+    "64:ff9b:1::/48": "local-use NAT64 (embeds IPv4)",
+    "100::/64": "discard-only",
+    "2001::/32": "Teredo (tunnels to IPv4)",
+    "2001:2::/48": "benchmarking",
+    "2001:10::/28": "ORCHID",
+    "2001:20::/28": "ORCHIDv2",
+    "2001:db8::/32": "documentation",
+    "2002::/16": "6to4 (embeds IPv4)",
+    "fc00::/7": "unique local (cloud metadata such as fd00:ec2::254)",
+    "fe80::/10": "link-local",
+    "fec0::/10": "site-local",
+    "ff00::/8": "multicast",
+}
+"""Every range callbacks may not reach by default: network -> what it is."""
+
+_DENIED = tuple((ipaddress.ip_network(net), kind) for net, kind in DENIED.items())
 _CACHE_SECONDS = 60.0
 
 
@@ -48,8 +88,10 @@ class CallbackPolicy:
         self._verdicts: dict[str, tuple[float, str | None]] = {}
 
     async def allows(self, url: str) -> None:
-        """UnsafeDestination unless the URL may be called back (verdicts cached per host)."""
-        host = urlsplit(url).hostname or ""
+        """UnsafeDestination unless the URL may be called back (verdicts cached per host and
+        port)."""
+        parts = urlsplit(url)
+        host = f"{parts.hostname}:{parts.port}"
         hit = self._verdicts.get(host)
         if hit is None or hit[0] <= time.monotonic():
             try:
@@ -64,36 +106,29 @@ class CallbackPolicy:
         if hit[1] is not None:
             raise UnsafeDestination(hit[1])
 
-    def address_allowed(self, address: IPAddress) -> bool:
+    def refusal(self, address: IPAddress) -> str | None:
+        """What the address is when callbacks may not reach it, else None."""
         if any(address in network for network in self.allowed):
-            return True
-        return not (
-            address in _METADATA
-            or address.is_loopback
-            or address.is_private
-            or address.is_link_local
-            or address.is_multicast
-            or address.is_reserved
-            or address.is_unspecified
-            or (
-                isinstance(address, ipaddress.IPv6Address)
-                and address.ipv4_mapped is not None
-                and not self.address_allowed(address.ipv4_mapped)
-            )
-        )
+            return None
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            return self.refusal(address.ipv4_mapped)
+        return next((kind for network, kind in _DENIED if address in network), None)
+
+    def address_allowed(self, address: IPAddress) -> bool:
+        return self.refusal(address) is None
 
     async def check(self, url: str, *, cached: bool = True) -> Destination:
         """Resolve the URL's host, refuse it if any address is off limits, pin the first."""
         parts = urlsplit(url)
         host = parts.hostname or ""
         addresses = await self._resolve(host, parts.port, cached)
-        refused = [a for a in addresses if not self.address_allowed(a)]
-        if refused:
-            raise UnsafeDestination(
-                f"callback_url host {host!r} resolves to {refused[0]}, a loopback, private, "
-                "link-local, multicast or metadata address; refused "
-                "(QUEUE_CALLBACK_ALLOWED_NETWORKS can open it)"
-            )
+        for address in addresses:
+            kind = self.refusal(address)
+            if kind is not None:
+                raise UnsafeDestination(
+                    f"callback_url host {host!r} resolves to {address}, a {kind} address, "
+                    "refused for callbacks (QUEUE_CALLBACK_ALLOWED_NETWORKS can open it)"
+                )
         address = addresses[0]
         literal = f"[{address}]" if address.version == 6 else str(address)
         netloc = literal if parts.port is None else f"{literal}:{parts.port}"

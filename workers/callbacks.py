@@ -118,11 +118,23 @@ class CallbackSender:
         )
 
     async def _post(self, record: TaskRecord, outcome: Outcome) -> tuple[bool, str] | None:
-        """POST the callback; None on success, else (retryable, error message)."""
-        try:  # resolved again now, and connected to the address that was checked
-            target = await self.policy.check(record.callback_url, cached=False)
+        """POST the callback; None on success, else (retryable, error message).
+
+        Whatever goes wrong is an attempt: retried, then a dead letter."""
+        try:
+            response = await self._send(record, outcome)
         except UnsafeDestination as exc:
             return False, str(exc)
+        except Exception as exc:
+            return True, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if response.is_success:
+            return None
+        code = response.status_code
+        return (code >= 500 or code in (408, 425, 429)), f"receiver answered HTTP {code}"
+
+    async def _send(self, record: TaskRecord, outcome: Outcome) -> httpx.Response:
+        # Resolved again now, and connected to the address that was checked.
+        target = await self.policy.check(record.callback_url, cached=False)
         body = callback_body(record, outcome)
         headers = {
             "content-type": "application/json",
@@ -132,16 +144,9 @@ class CallbackSender:
         if self.secret:
             headers.update(signature_headers(self.secret, body))
         extensions = {"sni_hostname": urlsplit(record.callback_url).hostname or ""}
-        try:
-            response = await self.http.post(
-                target.url, content=body, headers=headers, extensions=extensions
-            )
-        except httpx.HTTPError as exc:
-            return True, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        if response.is_success:
-            return None
-        code = response.status_code
-        return (code >= 500 or code in (408, 425, 429)), f"receiver answered HTTP {code}"
+        return await self.http.post(
+            target.url, content=body, headers=headers, extensions=extensions
+        )
 
 
 def _sender(ctx: dict[str, Any]) -> CallbackSender:

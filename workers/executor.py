@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import traceback
 from dataclasses import replace
 from typing import Any
 
@@ -12,7 +13,7 @@ import orjson
 
 from queue_service.credentials import CredentialBox
 from queue_service.models import TERMINAL_STATUSES, ResponseMode, Status
-from queue_service.store import Outcome, Store, StreamEntry, TaskRecord
+from queue_service.store import STORE_ERRORS, Outcome, Store, StreamEntry, TaskRecord
 from queue_service.timing import now_ms
 
 from .adapters import ADAPTERS
@@ -62,6 +63,11 @@ class JobExecutor:
         except asyncio.CancelledError:  # delivered once: the clean-up below may await
             await self._cancelled(job)
             raise
+        except STORE_ERRORS:  # Redis away: the entry stays pending, to be run again
+            raise
+        except Exception as exc:
+            await self._crashed(entry, exc)
+            return
         if ran is None:  # gone, finished or cancelled before it started
             await self.tasks.ack(entry.queue, entry.level, entry.entry_id)
         else:
@@ -83,6 +89,20 @@ class JobExecutor:
             return
         if await self.tasks.requeue(entry.queue, entry.level, entry.task_id, entry.entry_id):
             log.info("task %s handed back to the queue (worker shutting down)", entry.task_id)
+
+    async def _crashed(self, entry: StreamEntry, exc: Exception) -> None:
+        """A bug or an unforeseen input broke the job: it ends `failed` now, not after
+        redeliveries. The log shows where (frames only: an exception's text may quote a
+        request's headers, and no log line carries those)."""
+        kind = type(exc).__name__
+        where = "".join(traceback.format_tb(exc.__traceback__))
+        log.error("task %s failed on an internal error (%s) at\n%s", entry.task_id, kind, where)
+        record = await self.tasks.load(entry.queue, entry.task_id)
+        if record is None or record.status in TERMINAL_STATUSES:
+            await self.tasks.ack(entry.queue, entry.level, entry.entry_id)
+            return
+        message = f"internal error while running the job ({kind}); the worker log has details"
+        await self._finish(entry, record, Outcome.error(Status.FAILED, 500, message, "internal"))
 
     async def _give_up(self, entry: StreamEntry) -> None:
         """A job whose workers keep dying: end it instead of looping forever."""
