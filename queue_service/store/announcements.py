@@ -3,6 +3,7 @@ paused or resumed, and freed slots of shared concurrency limits (Redis pub/sub).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import enum
 from collections.abc import AsyncIterator
@@ -12,6 +13,8 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
 from .keys import Keys
+
+CONFIRM_TIMEOUT = 5.0
 
 
 class Topic(enum.Enum):
@@ -41,11 +44,18 @@ class Announcements:
     @contextlib.asynccontextmanager
     async def subscribed(self) -> AsyncIterator[AsyncIterator[Announcement]]:
         """Listen (subscription confirmed) for as long as the context lasts."""
-        async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+        async with self._redis.pubsub() as pubsub:
             await pubsub.subscribe(*self._topics)
+            confirmed = 0
+            async with asyncio.timeout(CONFIRM_TIMEOUT):
+                while confirmed < len(self._topics):
+                    message = await pubsub.get_message(timeout=CONFIRM_TIMEOUT)
+                    if message is not None and message["type"] == "subscribe":
+                        confirmed += 1
             yield self._announcements(pubsub)
 
     async def _announcements(self, pubsub: PubSub) -> AsyncIterator[Announcement]:
         async for message in pubsub.listen():
-            topic = self._topics[message["channel"].decode()]
-            yield Announcement(topic, message["data"].decode())
+            if message["type"] == "message":
+                topic = self._topics[message["channel"].decode()]
+                yield Announcement(topic, message["data"].decode())

@@ -43,10 +43,10 @@ class Leases:
 
     async def renew(self, limit: str, lease: str, ttl_ms: int) -> bool:
         """Push a held lease's expiry on; False when it had expired already."""
-        changed = await self._redis.zadd(
-            self._keys.limit_leases(limit), {lease: now_ms() + ttl_ms}, xx=True, ch=True
-        )
-        return bool(changed)
+        key = self._keys.limit_leases(limit)
+        if await self._redis.zadd(key, {lease: now_ms() + ttl_ms}, xx=True, ch=True):
+            return True
+        return await self._redis.zscore(key, lease) is not None  # renewed within the same ms
 
     async def release(self, held: list[str], waiting: list[str], lease: str) -> None:
         """Give back the slots held and leave the lines still waited in (one round trip)."""

@@ -26,6 +26,9 @@ from .keys import CONSUMER_GROUP, Keys
 
 log = logging.getLogger("queue_service.store.streams")
 
+RECLAIM_SCANS = 100
+"""Most XAUTOCLAIM calls one take-over makes while looking through a long pending list."""
+
 Source = tuple[str, int]
 """A level stream, as (queue, level)."""
 
@@ -121,16 +124,27 @@ class StreamReader:
         Entries deleted meanwhile (their task was cancelled) are acknowledged and skipped.
         """
         stream = self._key(source)
-        try:
-            reply = cast(
-                list[Any],
-                await self._redis.xautoclaim(
-                    stream, CONSUMER_GROUP, self.consumer, self.visibility_ms, "0-0", count=count
-                ),
-            )
-        except ResponseError as exc:
-            raise _lost_or(exc) from exc
-        claimed = [(entry_id, fields) for entry_id, fields in reply[1] if entry_id]
+        claimed: list[tuple[bytes, dict[bytes, bytes] | None]] = []
+        cursor: bytes | str = "0-0"
+        for _ in range(RECLAIM_SCANS):  # each XAUTOCLAIM looks at 10 x COUNT pending entries
+            try:
+                reply = cast(
+                    list[Any],
+                    await self._redis.xautoclaim(
+                        stream,
+                        CONSUMER_GROUP,
+                        self.consumer,
+                        self.visibility_ms,
+                        cursor,
+                        count=count - len(claimed),
+                    ),
+                )
+            except ResponseError as exc:
+                raise _lost_or(exc) from exc
+            claimed += [(entry_id, fields) for entry_id, fields in reply[1] if entry_id]
+            cursor = reply[0]
+            if len(claimed) >= count or cursor in (b"0-0", "0-0"):
+                break
         if not claimed:
             return []
         gone = [entry_id for entry_id, fields in claimed if not fields]

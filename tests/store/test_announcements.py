@@ -114,11 +114,6 @@ async def slow_redis(redis_url: str) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="subscribed() sends SUBSCRIBE but does not wait for Redis to confirm it, so "
-    "what is published right after entering the context can be missed",
-)
 async def test_the_subscription_is_live_when_the_context_is_entered(
     slow_redis: Redis, redis: Redis, prefix: str
 ) -> None:

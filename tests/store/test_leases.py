@@ -123,11 +123,6 @@ async def test_renew_of_an_expired_lease_fails(ask: Ask, store: Store, clock: Cl
     assert not await store.leases.renew("gpu", "never-held", TTL)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="renew answers False for a held lease when its new expiry equals the old one "
-    "(ZADD XX CH counts no change), e.g. two renewals within one millisecond",
-)
 async def test_renew_of_a_held_lease_succeeds_within_the_same_millisecond(
     ask: Ask, store: Store
 ) -> None:

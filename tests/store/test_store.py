@@ -13,13 +13,13 @@ async def test_processes_get_numbers_of_their_own_for_task_ids(redis_url: str, p
     settings = Settings(redis_url=redis_url, key_prefix=prefix)
     first, second = Store.from_settings(settings), Store.from_settings(settings)
     try:
-        numbers = [await first.number_this_process(), await second.number_this_process()]
+        numbers = [await first.instance.claim(), await second.instance.claim()]
         assert numbers[0] != numbers[1]
         submission = await second.tasks.prepare(put_request(mode=ResponseMode.STREAMING), "t", 5)
         task_id = TaskId.parse(submission.text_id)
         assert task_id is not None
         assert task_id.instance == numbers[1]
-        assert await first.number_this_process(configured=42) == 42
+        assert await first.instance.claim(configured=42) == 42
         assert first.ids.instance == 42
     finally:
         await first.aclose()

@@ -234,11 +234,6 @@ async def test_reclaim_acks_and_skips_entries_deleted_meanwhile(
     assert [row["message_id"].decode() for row in rows] == [taken.entry_id]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="XAUTOCLAIM scans at most 10 x COUNT pending entries from 0-0 and reclaim() "
-    "drops the cursor, so an idle entry behind many live ones is not taken over",
-)
 async def test_reclaim_finds_an_idle_entry_behind_many_live_ones(
     store: Store, reader: StreamReader, other: StreamReader, redis: Redis, prefix: str
 ) -> None:
