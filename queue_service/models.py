@@ -45,9 +45,13 @@ class CallbackState(enum.StrEnum):
     DELIVERED = "delivered"
     FAILED = "failed"
     """Given up on: a dead letter, until re-delivered."""
+    NOT_SENT = "not_sent"
+    """The job was cancelled before it had an outcome: no callback will be sent."""
 
 
-SETTLED_CALLBACK_STATES = frozenset({CallbackState.DELIVERED, CallbackState.FAILED})
+SETTLED_CALLBACK_STATES = frozenset(
+    {CallbackState.DELIVERED, CallbackState.FAILED, CallbackState.NOT_SENT}
+)
 
 
 class ResponseMode(enum.StrEnum):

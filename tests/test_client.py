@@ -184,7 +184,7 @@ async def test_blocking_past_its_timeout_is_request_timeout_with_the_task_id(
         await client.blocking("client", CHAT, chat(hang=True), timeout=1)
     assert caught.value.status_code == 408
     assert caught.value.task_id is not None
-    assert (await client.get(caught.value.task_id))["status"] == "cancelled"
+    assert (await client.get(caught.value.task_id))["status"] == "timeout"
 
 
 async def test_wait_gives_up_with_wait_timeout(client: AsyncQueueClient) -> None:

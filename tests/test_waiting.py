@@ -64,7 +64,7 @@ async def test_blocking_passes_an_upstream_4xx_through(
     assert "error" in response.json()
 
 
-async def test_blocking_timeout_is_408_and_the_job_is_cancelled(
+async def test_blocking_timeout_is_408_and_the_job_ends_timeout(
     api: httpx.AsyncClient, worker: Worker, mock_upstream: tuple[str, Any]
 ) -> None:
     response = await api.post(
@@ -73,11 +73,12 @@ async def test_blocking_timeout_is_408_and_the_job_is_cancelled(
     assert response.status_code == 408
     envelope = response.json()
     assert envelope["code"] == 408
-    assert "cancelled" in envelope["message"]
+    assert "within its timeout" in envelope["message"]
     (recorded,) = mock_upstream[1].state.mock_requests
     task_id = response.headers["x-task-id"]
     view = (await api.get(f"/v1/queue/{task_id}")).json()["data"]
-    assert view["status"] == "cancelled"
+    assert view["status"] == "timeout"
+    assert view["status_code"] == 408
     async with asyncio.timeout(5):  # and the worker let go of the upstream
         while recorded.response_id not in mock_upstream[1].state.mock_disconnects:
             await asyncio.sleep(0.02)
@@ -174,7 +175,7 @@ async def test_a_stream_that_breaks_midway_ends_with_an_error_event(
     assert "upstream request failed" in orjson.loads(last.data)["error"]["message"]
 
 
-async def test_streaming_timeout_ends_the_stream_and_cancels_the_job(
+async def test_streaming_timeout_ends_the_stream_and_the_job_as_timeout(
     api: httpx.AsyncClient, worker: Worker
 ) -> None:
     body = put_body("streaming", timeout=1, mock={"tokens": 500, "token_latency": 0.05})
@@ -187,7 +188,7 @@ async def test_streaming_timeout_ends_the_stream_and_cancels_the_job(
     assert last.event == "error"
     assert orjson.loads(last.data)["error"]["type"] == "timeout"
     view = (await api.get(f"/v1/queue/{task_id}")).json()["data"]
-    assert view["status"] == "cancelled"
+    assert view["status"] == "timeout"
 
 
 async def test_a_disconnecting_stream_client_closes_the_upstream_connection(

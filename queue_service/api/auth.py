@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.requests import Request
 
 from queue_service.config_files import load_toml
-from queue_service.errors import ConfigFileError, Forbidden, Unauthorized
+from queue_service.errors import BadRequest, ConfigFileError, Forbidden, Unauthorized
 from queue_service.models import NO_AUTH_TENANT
 
 
@@ -132,11 +132,19 @@ def caller_upstream_key(request: Request) -> str:
     """The key the caller wants sent upstream: `X-Upstream-Api-Key`, else its bearer key."""
     explicit = request.headers.get(UPSTREAM_KEY_HEADER, "").strip()
     if explicit:
-        return explicit
+        return _header_text(explicit, UPSTREAM_KEY_HEADER)
     scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and bearer.strip():
-        return bearer.strip()
+        return _header_text(bearer.strip(), "authorization")
     raise Unauthorized(
         "QUEUE_UPSTREAM_AUTH=passthrough: send your upstream key as "
         f"'{UPSTREAM_KEY_HEADER}' or 'Authorization: Bearer <key>'"
     )
+
+
+def _header_text(key: str, header: str) -> str:
+    """The key, if it can travel upstream as header text (visible ASCII); else a 400 that
+    names the header but never echoes the key."""
+    if all("!" <= char <= "~" for char in key):
+        return key
+    raise BadRequest(f"the key in '{header}' must be visible ASCII characters only")

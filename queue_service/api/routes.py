@@ -70,18 +70,22 @@ async def cancel_task(request: Request) -> Response:
 
 
 async def _visible_queue(state: AppState, request: Request) -> str:
-    """The path's queue, if this key may see it: admins all, others the queues they use."""
+    """The path's queue, if this key may see it: admins all, keys limited to some queues
+    those, others the queues they use. Any other answers 404, exactly as a missing queue does
+    (no way to learn which queues exist)."""
     principal = await state.admit(request)
     queue: str = request.path_params["queue"]
-    if not re.fullmatch(QUEUE_NAME_PATTERN, queue) or not await state.store.queues.exists(queue):
-        raise TaskNotFound(f"queue {queue} not found")
-    if principal.admin:
-        return queue
-    if principal.queues is not None:
-        principal.check_queue(queue)
+    missing = TaskNotFound(f"queue {queue} not found")
+    if not re.fullmatch(QUEUE_NAME_PATTERN, queue):
+        raise missing
+    if principal.queues is not None and queue not in principal.queues and not principal.admin:
+        raise missing
+    if not await state.store.queues.exists(queue):
+        raise missing
+    if principal.admin or principal.queues is not None:
         return queue
     if not await state.store.queues.used_by(queue, principal.tenant):
-        raise TaskNotFound(f"queue {queue} not found")
+        raise missing
     return queue
 
 

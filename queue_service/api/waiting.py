@@ -1,7 +1,8 @@
 """Blocking and streaming puts: the request waits on the hub for its task's events.
 
 The request subscribes to its task's channel before the task is submitted, so it misses
-no event. Past the timeout (408) or when the client goes away (499), the job is cancelled.
+no event. Past its timeout the job ends `timeout` (the answer is 408); when the client goes
+away it ends `cancelled` (499).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ async def wait_or_leave(
     if gone in done:
         raise ClientGone("the client disconnected")
     raise RequestTimeout(
-        "the job did not finish within its timeout; it was cancelled",
+        "the job did not finish within its timeout; it was stopped",
         headers={TASK_ID_HEADER: task_id},
     )
 
@@ -74,10 +75,17 @@ def _error_event(message: str, kind: str) -> bytes:
     return b"event: error\ndata: " + data + b"\n\n"
 
 
-async def _abandon(state: AppState, submission: Submission, reason: str) -> None:
-    """Cancel a job nobody waits for any more (shielded: called while being cancelled)."""
+async def _abandon(
+    state: AppState, submission: Submission, reason: str, *, timed_out: bool = False
+) -> None:
+    """End a job nobody waits for any more: `timeout` when its timeout passed, else
+    `cancelled` (shielded: called while being cancelled)."""
+    tasks, text_id, tenant = state.store.tasks, submission.text_id, submission.tenant
     with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-        await state.store.tasks.cancel(submission.text_id, submission.tenant, reason)
+        if timed_out:
+            await tasks.time_out(text_id, tenant, reason)
+        else:
+            await tasks.cancel(text_id, tenant, reason)
 
 
 async def blocking(state: AppState, request: Request, submission: Submission) -> Response:
@@ -93,7 +101,9 @@ async def blocking(state: AppState, request: Request, submission: Submission) ->
                 if isinstance(event, Done):
                     return _response(event, text_id)
         except (ClientGone, RequestTimeout) as exc:
-            await _abandon(state, submission, _reason(exc, "waiting for the result"))
+            timed_out = isinstance(exc, RequestTimeout)
+            reason = _reason(exc, "waiting for the result")
+            await _abandon(state, submission, reason, timed_out=timed_out)
             raise
 
 
@@ -131,7 +141,9 @@ async def streaming(state: AppState, request: Request, submission: Submission) -
         await state.store.tasks.submit(submission)
         first = await wait_or_leave(request, events.next(), deadline - time.monotonic(), text_id)
     except BaseException as exc:  # no stream to relay: clean up here, not in close()
-        await _abandon(state, submission, _reason(exc, "waiting for the first event"))
+        timed_out = isinstance(exc, RequestTimeout)
+        reason = _reason(exc, "waiting for the first event")
+        await _abandon(state, submission, reason, timed_out=timed_out)
         await subscription.aclose()
         raise
     if isinstance(first, Done):  # refused before the first event: a plain response
@@ -154,7 +166,7 @@ async def streaming(state: AppState, request: Request, submission: Submission) -
                         return
                     event = await events.next()
         except TimeoutError:
-            await _abandon(state, submission, "timed out while streaming")
+            await _abandon(state, submission, "timed out while streaming", timed_out=True)
             finished = True
             yield _error_event("the job did not finish within its timeout", "timeout")
         except HubDisconnected as exc:

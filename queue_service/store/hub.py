@@ -98,7 +98,8 @@ class PubSubHub:
                         await self._handle(await self._pubsub.get_message(timeout=None))
                 await confirmed
         except (RedisError, OSError, TimeoutError) as exc:
-            raise ServiceUnavailable(f"cannot subscribe to results in Redis: {exc}") from exc
+            log.warning("cannot subscribe to %s: %s", channel.decode(), exc)
+            raise ServiceUnavailable("the queue's store is unavailable; retry shortly") from exc
         finally:
             pending = self._confirmations.get(channel, [])
             if confirmed in pending:

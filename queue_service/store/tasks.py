@@ -17,7 +17,13 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from queue_service.errors import QueueFull, StaleSubmission
-from queue_service.models import TERMINAL_STATUSES, PutRequest, ResponseMode, Status
+from queue_service.models import (
+    TERMINAL_STATUSES,
+    CallbackState,
+    PutRequest,
+    ResponseMode,
+    Status,
+)
 from queue_service.timing import now_ms
 
 from .events import encode_done
@@ -31,7 +37,8 @@ from .statistics import field, finish_counts
 
 log = logging.getLogger("queue_service.store.tasks")
 
-CANCELLED_STATUS_CODE = 499  # nginx's "client closed request"
+STOPPED_STATUS_CODES = {Status.CANCELLED: 499, Status.TIMEOUT: 408}
+"""499: nginx's "client closed request"; 408: the waiting client's timeout passed."""
 QUEUE_FULL_RETRY_AFTER = 5
 
 
@@ -183,30 +190,47 @@ class Tasks:
     async def cancel(
         self, text_id: str, tenant: str, reason: str = "cancelled by request"
     ) -> CancelResult | None:
-        """Cancel a task; None when it does not exist for this tenant."""
+        """Cancel a task (by request, or its waiting client left); None when it does not
+        exist for this tenant."""
+        return await self._stop(text_id, tenant, Status.CANCELLED, reason)
+
+    async def time_out(self, text_id: str, tenant: str, reason: str) -> CancelResult | None:
+        """End a task whose waiting client's timeout passed: `timeout`, as in every mode."""
+        return await self._stop(text_id, tenant, Status.TIMEOUT, reason)
+
+    async def _stop(
+        self, text_id: str, tenant: str, status: Status, reason: str
+    ) -> CancelResult | None:
         record = await self.get(text_id, tenant)
         if record is None:
             return None
         if record.status in TERMINAL_STATUSES:
             return CancelResult(record.status, record)
-        result = orjson.dumps({"error": {"message": reason, "type": "cancelled"}})
-        previous = await self._lua.cancel(
+        code = STOPPED_STATUS_CODES[status]
+        result = orjson.dumps({"error": {"message": reason, "type": status.value}})
+        labels = {"level": record.level, "mode": record.mode.value}
+        previous = await self._lua.stop(
             task=self._keys.task(record.queue, text_id),
             stream=self._keys.stream(record.queue, record.level),
+            stats=self._keys.queue_stats(record.queue),
             now_ms=now_ms(),
             retention_ms=self.retention_ms,
             channel=self._keys.task_channel(record.queue, text_id),
-            event=encode_done(Status.CANCELLED, CANCELLED_STATUS_CODE, "application/json", result),
+            event=encode_done(status, code, "application/json", result),
             cancel_channel=self._keys.cancel_channel,
             task_id=text_id,
             result=result,
-            status_code=CANCELLED_STATUS_CODE,
+            status_code=code,
+            status=status.value,
+            statistic=field("finished", status=status.value, **labels),
+            callback_state=CallbackState.NOT_SENT.value,
         )
         if previous is None:
             return None
         log.info(
-            "task %s cancelled (queue %s, level %d): %s",
+            "task %s %s (queue %s, level %d): %s",
             text_id,
+            status.value,
             record.queue,
             record.level,
             reason,

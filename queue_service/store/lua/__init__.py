@@ -37,7 +37,7 @@ class LuaScripts:
         self._put = load("put")
         self._start = load("start")
         self._finish = load("finish")
-        self._cancel = load("cancel")
+        self._stop = load("stop")
         self._requeue = load("requeue")
         self._update = load("update")
         self._register_queue = load("register_queue")
@@ -110,11 +110,12 @@ class LuaScripts:
         args += [len(outcome), *_flatten(outcome), *_flatten(statistics)]
         return bool(await self._finish(keys=[task, stream, callbacks_due, stats], args=args))
 
-    async def cancel(
+    async def stop(
         self,
         *,
         task: str,
         stream: str,
+        stats: str,
         now_ms: int,
         retention_ms: int,
         channel: str,
@@ -123,8 +124,11 @@ class LuaScripts:
         task_id: str,
         result: bytes,
         status_code: int,
+        status: str,
+        statistic: str,
+        callback_state: str,
     ) -> str | None:
-        """Cancel an unfinished task; returns the status it had (None: no such task)."""
+        """End an unfinished task with `status`; returns the status it had (None: no task)."""
         args: list[Any] = [
             now_ms,
             retention_ms,
@@ -134,9 +138,12 @@ class LuaScripts:
             task_id,
             result,
             status_code,
+            status,
+            statistic,
+            callback_state,
         ]
-        status: bytes | None = await self._cancel(keys=[task, stream], args=args)
-        return status.decode() if status else None
+        previous: bytes | None = await self._stop(keys=[task, stream, stats], args=args)
+        return previous.decode() if previous else None
 
     async def requeue(
         self, *, task: str, stream: str, entry: str, group: str, task_id: str
