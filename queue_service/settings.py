@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -79,6 +80,13 @@ class Settings(BaseSettings):
     def _networks_parse(cls, value: str | None) -> str | None:
         parse_networks(value)  # a bad CIDR is refused at start-up, naming the entry
         return value
+
+    @cached_property
+    def redis_location(self) -> str:
+        """Where Redis is, for logs: the URL without its credentials."""
+        parts = urlsplit(self.redis_url)
+        host = parts.netloc.rpartition("@")[2]
+        return urlunsplit(parts._replace(netloc=host))
 
     @cached_property
     def allowed_callback_networks(self) -> tuple[IPNetwork, ...]:

@@ -15,7 +15,7 @@ from arq.cron import cron
 from arq.worker import Worker, func
 
 from queue_service.settings import Settings
-from queue_service.store import STORE_ERRORS
+from queue_service.store import STORE_ERRORS, Store
 from queue_service.store.keys import Keys
 
 from .adapters import Upstream
@@ -26,12 +26,18 @@ from .schedule import ScheduleError, schedule_cron_jobs
 
 log = logging.getLogger("workers.entry")
 
+REDIS_RETRY_S = 1.0
+
 
 class ResilientWorker(Worker):
-    """arq's Worker, surviving a Redis outage: its poll loop logs and goes on.
-
-    (Plain arq ends the process when a poll fails; our stream consumer already retries.)
+    """arq's Worker, surviving a Redis outage: it waits for Redis to start (one log line per
+    try), and its poll loop logs and goes on. (Plain arq gives up after five tries to
+    connect, and ends the process when a poll fails; our stream consumer already retries.)
     """
+
+    async def main(self) -> None:
+        await wait_for_redis(self.ctx["settings"])
+        await super().main()
 
     async def _poll_iteration(self) -> None:
         try:
@@ -39,6 +45,28 @@ class ResilientWorker(Worker):
         except STORE_ERRORS as exc:
             log.warning("arq poll failed (%s); retrying", exc)
             await asyncio.sleep(1.0)
+
+
+async def wait_for_redis(settings: Settings) -> None:
+    """Return once Redis answers; until then try every second, saying so each time."""
+    tries = 0
+    while True:
+        tries += 1
+        store = Store.from_settings(settings)
+        try:
+            await store.ping()
+            return
+        except STORE_ERRORS as exc:
+            log.warning(
+                "redis at %s is not reachable (try %d: %s); trying again in %.0fs",
+                settings.redis_location,
+                tries,
+                exc,
+                REDIS_RETRY_S,
+            )
+        finally:
+            await store.aclose()
+        await asyncio.sleep(REDIS_RETRY_S)
 
 
 async def on_startup(ctx: dict[str, Any]) -> None:

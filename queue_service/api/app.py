@@ -1,9 +1,14 @@
 """`create_app(settings)`: the front end, with its store and hub on `app.state` from the
-lifespan. Every error becomes an HTTP answer here, in one place."""
+lifespan. Every error becomes an HTTP answer here, in one place.
+
+The API starts serving at once, Redis or not: until it reaches Redis (it keeps trying, one
+log line per try) `/readyz` and every request that needs the store answer 503.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,11 +20,11 @@ from starlette.responses import Response
 
 from queue_service.credentials import CredentialBox
 from queue_service.endpoints import SERVED_ENDPOINTS
-from queue_service.errors import ClientGone, QueueServiceError
+from queue_service.errors import ClientGone, QueueServiceError, ServiceUnavailable
 from queue_service.models import PutContext
 from queue_service.outbound import CallbackPolicy
 from queue_service.settings import Settings
-from queue_service.store import UNREACHABLE_ERRORS, Store
+from queue_service.store import STORE_ERRORS, UNREACHABLE_ERRORS, Store
 
 from .auth import Authenticator
 from .responses import error
@@ -28,6 +33,9 @@ from .state import AppState
 from .system_routes import SYSTEM_ROUTES
 
 log = logging.getLogger("queue_service.api.app")
+
+CONNECT_RETRY_S = 1.0
+_NOT_REACHED: tuple[type[Exception], ...] = (*STORE_ERRORS, ServiceUnavailable)
 
 
 async def _service_error(request: Request, exc: Exception) -> Response:
@@ -47,6 +55,36 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error(exc.status_code, exc.detail, headers=dict(exc.headers or {}))
 
 
+async def _reach_redis(state: AppState, tries: int) -> bool:
+    """Take this process's instance number and start the hub; False while Redis is away."""
+    settings = state.settings
+    try:
+        instance = await state.store.instance.claim(settings.instance)
+        await state.hub.start()
+    except _NOT_REACHED as exc:
+        log.warning(
+            "redis at %s is not reachable (try %d: %s); trying again in %.0fs",
+            settings.redis_location,
+            tries,
+            exc,
+            CONNECT_RETRY_S,
+        )
+        return False
+    state.ready = True
+    log.info("api instance %04d ready, redis %s", instance, settings.redis_location)
+    return True
+
+
+async def _stay_connected(state: AppState) -> None:
+    """Wait for Redis as long as it takes (one log line per try), then keep the lease."""
+    tries = 1
+    while not state.ready:
+        await asyncio.sleep(CONNECT_RETRY_S)
+        tries += 1
+        await _reach_redis(state, tries)
+    await state.store.instance.keep()
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings()
 
@@ -56,35 +94,33 @@ def create_app(settings: Settings | None = None) -> Starlette:
         auth = Authenticator(settings.api_key_tenants, settings.api_keys_file)
         if not auth.enabled:
             log.warning("QUEUE_API_KEYS is not set: the API accepts requests without a key")
-        hub = store.hub()
-        keeping: asyncio.Task[None] | None = None
+        state = AppState(
+            settings=settings,
+            store=store,
+            hub=store.hub(),
+            auth=auth,
+            put_context=PutContext(
+                endpoints=SERVED_ENDPOINTS,
+                max_timeout=settings.max_timeout,
+                max_depth=settings.max_json_depth,
+            ),
+            callback_policy=CallbackPolicy(settings.allowed_callback_networks),
+            credentials=(
+                CredentialBox(settings.secret_key)
+                if settings.upstream_auth == "passthrough" and settings.secret_key
+                else None
+            ),
+        )
+        app.state.queue = state
+        await _reach_redis(state, tries=1)  # serving starts either way
+        connecting = asyncio.create_task(_stay_connected(state), name="redis connection")
         try:
-            instance = await store.instance.claim(settings.instance)
-            keeping = asyncio.create_task(store.instance.keep(), name="instance lease")
-            await hub.start()
-            app.state.queue = AppState(
-                settings=settings,
-                store=store,
-                hub=hub,
-                auth=auth,
-                put_context=PutContext(
-                    endpoints=SERVED_ENDPOINTS,
-                    max_timeout=settings.max_timeout,
-                    max_depth=settings.max_json_depth,
-                ),
-                callback_policy=CallbackPolicy(settings.allowed_callback_networks),
-                credentials=(
-                    CredentialBox(settings.secret_key)
-                    if settings.upstream_auth == "passthrough" and settings.secret_key
-                    else None
-                ),
-            )
-            log.info("api instance %04d ready, redis %s", instance, settings.redis_url)
             yield
         finally:
-            if keeping is not None:
-                keeping.cancel()
-            await hub.stop()
+            connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await connecting
+            await state.hub.stop()
             await store.aclose()
 
     return Starlette(

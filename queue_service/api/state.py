@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from queue_service.credentials import CredentialBox
-from queue_service.errors import TooManyRequests
+from queue_service.errors import ServiceUnavailable, TooManyRequests
 from queue_service.models import PutContext, ResponseMode
 from queue_service.outbound import CallbackPolicy
 from queue_service.settings import Settings
@@ -27,6 +27,8 @@ class AppState:
     callback_policy: CallbackPolicy
     credentials: CredentialBox | None
     """Set when callers' own keys go upstream (QUEUE_UPSTREAM_AUTH=passthrough)."""
+    ready: bool = False
+    """True once Redis was reached (this process's instance number taken, the hub running)."""
 
     def sealed_key(self, request: Request) -> bytes | None:
         if self.credentials is None:
@@ -34,7 +36,10 @@ class AppState:
         return self.credentials.seal(caller_upstream_key(request))
 
     async def admit(self, request: Request) -> Principal:
-        """Who the request is (401 if nobody), within their rate limit (429 if not)."""
+        """Who the request is (401 if nobody), within their rate limit (429 if not), while
+        the store is reachable (503 if not)."""
+        if not self.ready:
+            raise ServiceUnavailable("the queue's store is unavailable; retry shortly")
         principal = self.auth.principal(request)
         if principal.rate is not None and principal.burst is not None:
             wait_ms = await self.store.buckets.take(

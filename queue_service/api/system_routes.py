@@ -28,6 +28,8 @@ async def healthz(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     state: AppState = request.app.state.queue
+    if not state.ready:
+        raise ServiceUnavailable("not ready: Redis was not reached yet")
     try:
         await state.store.ping()
     except Exception as exc:
