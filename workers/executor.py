@@ -136,7 +136,7 @@ class JobExecutor:
         record = await self.tasks.start(entry.queue, entry.task_id, self.worker_name)
         if record is None or record.status in TERMINAL_STATUSES:
             return None
-        if record.status is Status.QUEUED:  # start.lua left it: the deadline has passed
+        if record.status is Status.QUEUED or record.deadline <= now_ms():  # start.lua left it
             outcome = Outcome.error(Status.TIMEOUT, 408, "deadline passed before start", "timeout")
             return record, outcome
         log.info(

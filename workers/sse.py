@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-_SEPARATORS = (b"\r\n\r\n", b"\n\n", b"\r\r")
+_EVENT_END = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r(?!\n)|\n)")
+"""A line's end, then an empty line: each may end in CRLF, LF or CR alone (the SSE rule)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,14 +32,14 @@ def parse_event(raw: bytes) -> SSEEvent:
     return SSEEvent(raw, name, b"\n".join(data))
 
 
-def _next_boundary(buffer: bytes) -> tuple[int, int] | None:
-    """(end of the first complete event, length of its separator), if there is one."""
-    found: tuple[int, int] | None = None
-    for separator in _SEPARATORS:
-        at = buffer.find(separator)
-        if at != -1 and (found is None or at < found[0]):
-            found = (at, len(separator))
-    return found
+def _event_end(buffer: bytes) -> int | None:
+    """Where the first complete event ends (its blank line included), if it is complete.
+
+    A CR as the buffer's last byte may be the first half of a CRLF: wait for the next byte."""
+    match = _EVENT_END.search(buffer)
+    if match is None or (match.end() == len(buffer) and buffer.endswith(b"\r")):
+        return None
+    return match.end()
 
 
 async def sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[SSEEvent]:
@@ -45,8 +47,7 @@ async def sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[SSEEvent]:
     buffer = b""
     async for chunk in chunks:
         buffer += chunk
-        while (boundary := _next_boundary(buffer)) is not None:
-            end = boundary[0] + boundary[1]
+        while (end := _event_end(buffer)) is not None:
             raw, buffer = buffer[:end], buffer[end:]
             if raw.strip():
                 yield parse_event(raw)

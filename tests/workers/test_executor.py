@@ -265,28 +265,7 @@ async def test_a_job_reaching_its_deadline_while_running_ends_timeout(
     assert [c["status"] for c in inbox.received] == ["timeout"]
 
 
-LOST_WORKER_PAST_DEADLINE = (
-    "start.lua leaves a task that is already `running` (its worker was lost) as it is when "
-    "its deadline has passed, and the executor only recognises a passed deadline by the "
-    "status `queued`: a blocking or streaming job taken over after its deadline calls the "
-    "upstream anyway (within the 2 s waiter grace) and ends succeeded"
-)
-
-
-@pytest.mark.parametrize(
-    "mode",
-    [
-        ResponseMode.CALLBACK,
-        pytest.param(
-            ResponseMode.BLOCKING,
-            marks=pytest.mark.xfail(strict=True, reason=LOST_WORKER_PAST_DEADLINE),
-        ),
-        pytest.param(
-            ResponseMode.STREAMING,
-            marks=pytest.mark.xfail(strict=True, reason=LOST_WORKER_PAST_DEADLINE),
-        ),
-    ],
-)
+@pytest.mark.parametrize("mode", list(ResponseMode))
 async def test_a_job_taken_over_after_its_deadline_ends_timeout_without_calling_the_upstream(
     runtime: WorkerRuntime,
     redis: Redis,

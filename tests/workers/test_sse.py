@@ -138,12 +138,6 @@ def test_parse_event_keeps_the_last_event_name() -> None:
     assert (event.event, event.data) == ("b", b"x")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the parser only knows the blank lines CRLFCRLF, LFLF and CRCR: an LF-ended line "
-    "followed by a CRLF blank line (the SSE spec allows any ending on each line) does not "
-    "end the event, so two events come out merged into one",
-)
 async def test_line_endings_mixed_within_an_event() -> None:
     events = await parse([b"data: 1\n\r\ndata: 2\n\n"])
     assert [e.data for e in events] == [b"1", b"2"]
