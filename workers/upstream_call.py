@@ -17,6 +17,7 @@ from queue_service.store.tasks import Tasks
 from queue_service.timing import backoff
 
 from .adapters import Adapter
+from .adapters.http import AnswerTooLarge, read_body
 from .retry import parse_retry_after, retryable_status
 from .routing import UpstreamRoute
 from .sse import sse_events
@@ -101,7 +102,10 @@ class UpstreamCaller:
             async with asyncio.timeout(route.timeout) as limit:
                 if data.get("stream") is True:
                     return await self._stream(record, adapter, route, data, relay, progress)
-                reply = await adapter.call(self.http, route.upstream, data)
+                limit_bytes = self.limits.max_result_bytes
+                reply = await adapter.call(self.http, route.upstream, data, limit_bytes)
+        except AnswerTooLarge as exc:
+            return Attempt(self._too_large(exc.size), retryable=False)
         except TimeoutError:
             if not limit.expired():
                 raise  # the job's own deadline: not ours to handle
@@ -113,12 +117,11 @@ class UpstreamCaller:
                 _failure(502, f"upstream request failed: {detail}"), not progress.relayed
             )
         code = reply.status_code
-        if len(reply.body) > self.limits.max_result_bytes:
-            return Attempt(self._too_large(len(reply.body)), retryable=False)
         outcome = Outcome(_status_of(code), code, reply.body, reply.content_type)
         return Attempt(outcome, retryable_status(code), reply.retry_after)
 
     def _too_large(self, size: int) -> Outcome:
+        """The job's end when the answer passed the limit (`size`: where reading stopped)."""
         limit = self.limits.max_result_bytes
         message = f"upstream answer of {size} bytes is over the limit ({limit} bytes)"
         return Outcome.error(Status.FAILED, 502, message, "upstream_too_large")
@@ -137,7 +140,10 @@ class UpstreamCaller:
             code = response.status_code
             content_type = response.headers.get("content-type", "application/json")
             if code >= 400 or not content_type.startswith("text/event-stream"):
-                body = await response.aread()
+                try:
+                    body = await read_body(response, self.limits.max_result_bytes)
+                except AnswerTooLarge as exc:
+                    return Attempt(self._too_large(exc.size), retryable=False)
                 retry_after = parse_retry_after(response.headers.get("retry-after"))
                 outcome = Outcome(_status_of(code), code, body, content_type)
                 return Attempt(outcome, retryable_status(code), retry_after)

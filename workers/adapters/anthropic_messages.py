@@ -34,10 +34,14 @@ class MessagesAdapter:
     endpoint = "/v1/messages"
 
     async def call(
-        self, client: httpx.AsyncClient, upstream: Upstream, data: dict[str, Any]
+        self,
+        client: httpx.AsyncClient,
+        upstream: Upstream,
+        data: dict[str, Any],
+        max_bytes: int | None = None,
     ) -> UpstreamReply:
         url = upstream.url(self.endpoint)
-        return await post_json(client, url, data, anthropic_headers(upstream))
+        return await post_json(client, url, data, anthropic_headers(upstream), max_bytes=max_bytes)
 
     def stream(
         self, client: httpx.AsyncClient, upstream: Upstream, data: dict[str, Any]

@@ -49,9 +49,14 @@ class Adapter(Protocol):
     endpoint: str
 
     async def call(
-        self, client: httpx.AsyncClient, upstream: Upstream, data: dict[str, Any]
+        self,
+        client: httpx.AsyncClient,
+        upstream: Upstream,
+        data: dict[str, Any],
+        max_bytes: int | None = None,
     ) -> UpstreamReply:
-        """Send one job's `data` to the upstream and return its complete answer."""
+        """Send one job's `data` to the upstream and return its complete answer
+        (`AnswerTooLarge` past `max_bytes`, checked while reading)."""
         ...
 
     def stream(

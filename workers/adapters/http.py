@@ -20,18 +20,47 @@ def bearer_headers(upstream: Upstream) -> dict[str, str]:
     return headers
 
 
+class AnswerTooLarge(Exception):
+    """The upstream's answer went past the size a job may take; reading stopped there."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"upstream answer went past {size} bytes")
+        self.size = size
+
+
+async def read_body(response: httpx.Response, max_bytes: int | None) -> bytes:
+    """The response's body, read piece by piece: stops past `max_bytes` (AnswerTooLarge),
+    so an oversize answer never sits whole in memory."""
+    if max_bytes is None:
+        return await response.aread()
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise AnswerTooLarge(int(declared))
+    pieces: list[bytes] = []
+    size = 0
+    async for piece in response.aiter_bytes():
+        size += len(piece)
+        if size > max_bytes:
+            raise AnswerTooLarge(size)
+        pieces.append(piece)
+    return b"".join(pieces)
+
+
 async def post_json(
     client: httpx.AsyncClient,
     url: str,
     data: dict[str, Any],
     headers: dict[str, str],
     default_type: str = "application/json",
+    *,
+    max_bytes: int | None = None,
 ) -> UpstreamReply:
     """POST `data`; the whole answer with its content type (`default_type` when unsaid)."""
-    response = await client.post(url, content=orjson.dumps(data), headers=headers)
+    async with stream_json(client, url, data, headers) as response:
+        body = await read_body(response, max_bytes)
     return UpstreamReply(
         response.status_code,
-        response.content,
+        body,
         response.headers.get("content-type", default_type),
         parse_retry_after(response.headers.get("retry-after")),
     )

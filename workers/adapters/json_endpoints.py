@@ -27,10 +27,16 @@ class OneShotAdapter:
         self.endpoint = endpoint
 
     async def call(
-        self, client: httpx.AsyncClient, upstream: Upstream, data: dict[str, Any]
+        self,
+        client: httpx.AsyncClient,
+        upstream: Upstream,
+        data: dict[str, Any],
+        max_bytes: int | None = None,
     ) -> UpstreamReply:
         url, headers = upstream.url(self.endpoint), bearer_headers(upstream)
-        return await post_json(client, url, data, headers, self.default_type(data))
+        return await post_json(
+            client, url, data, headers, self.default_type(data), max_bytes=max_bytes
+        )
 
     def stream(
         self, client: httpx.AsyncClient, upstream: Upstream, data: dict[str, Any]

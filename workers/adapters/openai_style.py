@@ -20,9 +20,14 @@ class OpenAIStyleAdapter:
     endpoint: str
 
     async def call(
-        self, client: httpx.AsyncClient, upstream: Upstream, data: dict[str, Any]
+        self,
+        client: httpx.AsyncClient,
+        upstream: Upstream,
+        data: dict[str, Any],
+        max_bytes: int | None = None,
     ) -> UpstreamReply:
-        return await post_json(client, upstream.url(self.endpoint), data, bearer_headers(upstream))
+        url = upstream.url(self.endpoint)
+        return await post_json(client, url, data, bearer_headers(upstream), max_bytes=max_bytes)
 
     def stream(
         self, client: httpx.AsyncClient, upstream: Upstream, data: dict[str, Any]
