@@ -13,6 +13,7 @@ QueueServiceError                  base: a message, an HTTP status and extra hea
 ├── TooManyRequests (429)          a key's rate limit (Retry-After)
 │   └── QueueFull                  a queue level holds its most waiting jobs
 ├── ClientGone (499)               the client left while waiting (its job is cancelled)
+│   └── SlowReader                 a streaming client read too slowly (its job is cancelled)
 ├── ServiceUnavailable (503)       the store (Redis) is unreachable
 │   ├── HubDisconnected            the results connection dropped while a request waited
 │   ├── StaleSubmission            the queue's id changed under a put (Redis lost its data)
@@ -90,6 +91,11 @@ class ClientGone(QueueServiceError):
     """The client closed its connection while waiting; answered with an empty 499."""
 
     status_code = 499  # nginx's "client closed request"
+
+
+class SlowReader(ClientGone):
+    """A streaming client left more unread events waiting than it may: its stream is ended
+    and its job cancelled."""
 
 
 class ServiceUnavailable(QueueServiceError):

@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     max_stream_events: int = Field(default=100_000, ge=1)
     max_stream_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
     max_result_bytes: int = Field(default=32 * 1024 * 1024, ge=1)
+    stream_client_buffer_bytes: int = Field(default=1024 * 1024, ge=1024)
 
     api_keys: str | None = None
     api_keys_file: str | None = None

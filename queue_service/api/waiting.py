@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from queue_service.errors import ClientGone, HubDisconnected, RequestTimeout
+from queue_service.errors import ClientGone, HubDisconnected, RequestTimeout, SlowReader
 from queue_service.models import Status
 from queue_service.store import Submission
 from queue_service.store.events import Chunk, Done, Head, TaskEvent
@@ -31,6 +31,8 @@ T = TypeVar("T")
 
 TASK_ID_HEADER = "x-task-id"
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+LAST_WORD_S = 0.1
+"""How long a slow reader's connection may take the closing error event."""
 
 
 async def _disconnected(request: Request) -> None:
@@ -108,18 +110,37 @@ async def blocking(state: AppState, request: Request, submission: Submission) ->
 
 
 class RelayResponse(StreamingResponse):
-    """A StreamingResponse that runs a clean-up however the response ends."""
+    """A StreamingResponse that runs a clean-up however the response ends, and that is cut
+    off when its client reads too slowly (`overflowed`): an error event if the connection
+    still takes one, then the end of the response."""
 
     def __init__(
-        self, events: AsyncIterator[bytes], on_close: Callable[[], Awaitable[None]], task_id: str
+        self,
+        events: AsyncIterator[bytes],
+        on_close: Callable[[], Awaitable[None]],
+        task_id: str,
+        overflowed: asyncio.Event,
     ) -> None:
         headers = {**SSE_HEADERS, TASK_ID_HEADER: task_id}
         super().__init__(events, media_type="text/event-stream", headers=headers)
         self._on_close = on_close
+        self._overflowed = overflowed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await super().__call__(scope, receive, send)
+            async with anyio.create_task_group() as group:
+
+                async def cut_off_a_slow_reader() -> None:
+                    await self._overflowed.wait()
+                    group.cancel_scope.cancel()
+
+                group.start_soon(cut_off_a_slow_reader)
+                await super().__call__(scope, receive, send)
+                group.cancel_scope.cancel()
+            if self._overflowed.is_set():
+                with anyio.move_on_after(LAST_WORD_S, shield=True):
+                    body = _error_event("the client read the stream too slowly", "slow_reader")
+                    await send({"type": "http.response.body", "body": body, "more_body": False})
         finally:
             with anyio.CancelScope(shield=True):
                 await self._on_close()
@@ -129,12 +150,15 @@ async def streaming(state: AppState, request: Request, submission: Submission) -
     text_id = submission.text_id
     deadline = time.monotonic() + submission.timeout_s
     subscription = AsyncExitStack()
-    events = await subscription.enter_async_context(state.hub.subscribe(submission.channel))
+    events = await subscription.enter_async_context(
+        state.hub.subscribe(submission.channel, state.settings.stream_client_buffer_bytes)
+    )
     finished = False
 
     async def close() -> None:
         if not finished:
-            await _abandon(state, submission, "the client disconnected")
+            gone = "read too slowly" if events.overflowed.is_set() else "disconnected"
+            await _abandon(state, submission, f"the client {gone}")
         await subscription.aclose()
 
     try:
@@ -172,9 +196,11 @@ async def streaming(state: AppState, request: Request, submission: Submission) -
         except HubDisconnected as exc:
             finished = True
             yield _error_event(exc.message, "unavailable")
+        except SlowReader:  # the cut-off in RelayResponse ends the response
+            return
 
     assert isinstance(first, Head)
-    return RelayResponse(relay(), close, text_id)
+    return RelayResponse(relay(), close, text_id, events.overflowed)
 
 
 def _reason(exc: BaseException, waiting_for: str) -> str:

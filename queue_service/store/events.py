@@ -53,6 +53,10 @@ def encode_done(status: Status, status_code: int, content_type: str, body: bytes
     return b"d" + orjson.dumps(header) + b"\n" + body
 
 
+def is_chunk(message: bytes) -> bool:
+    return message[:1] == b"c"
+
+
 def decode(message: bytes) -> TaskEvent:
     kind, payload = message[:1], message[1:]
     if kind == b"c":

@@ -17,30 +17,56 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from queue_service.errors import HubDisconnected, ServiceUnavailable
+from queue_service.errors import HubDisconnected, ServiceUnavailable, SlowReader
 
-from .events import TaskEvent, decode
+from .events import TaskEvent, decode, is_chunk
 
 log = logging.getLogger("queue_service.store.hub")
 
 CONFIRM_TIMEOUT = 5.0
 _LOST = object()
+_OVERFLOWED = object()
 
 
 class Subscription:
-    """The events of one channel, for one waiting request."""
+    """The events of one channel, for one waiting request.
 
-    def __init__(self, channel: bytes) -> None:
+    With `max_bytes`, at most that many bytes of relayed stream chunks wait here for a
+    request that reads too slowly: past it the events are dropped, `overflowed` is set and
+    `next` raises `SlowReader` (as Redis's own `client-output-buffer-limit pubsub` cuts slow
+    readers off). The one completion event, bounded by the result size limit, never counts.
+    """
+
+    def __init__(self, channel: bytes, max_bytes: int | None = None) -> None:
         self.channel = channel
+        self.max_bytes = max_bytes
+        self.buffered = 0
+        self.overflowed = asyncio.Event()
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
 
     def _put(self, item: Any) -> None:
+        if self.overflowed.is_set():
+            return
+        if isinstance(item, bytes) and is_chunk(item):
+            self.buffered += len(item)
+            if self.max_bytes is not None and self.buffered > self.max_bytes:
+                self.overflowed.set()
+                while not self._queue.empty():  # let go of what waits
+                    self._queue.get_nowait()
+                self.buffered = 0
+                item = _OVERFLOWED
         self._queue.put_nowait(item)
 
     async def next(self) -> TaskEvent:
         item = await self._queue.get()
         if item is _LOST:
             raise HubDisconnected("lost the connection to Redis while waiting for the result")
+        if item is _OVERFLOWED:
+            raise SlowReader(
+                f"the client read the stream too slowly (over {self.max_bytes} bytes waited)"
+            )
+        if is_chunk(item):
+            self.buffered -= len(item)
         event: TaskEvent = decode(item)
         return event
 
@@ -70,10 +96,13 @@ class PubSubHub:
         await self._pubsub.aclose()  # type: ignore[no-untyped-call]
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, channel: str) -> AsyncIterator[Subscription]:
-        """Subscribe (confirmed by Redis) for as long as the context lasts."""
+    async def subscribe(
+        self, channel: str, max_bytes: int | None = None
+    ) -> AsyncIterator[Subscription]:
+        """Subscribe (confirmed by Redis) for as long as the context lasts; `max_bytes` bounds
+        what may wait unread (see `Subscription`)."""
         key = channel.encode()
-        subscription = Subscription(key)
+        subscription = Subscription(key, max_bytes)
         waiters = self._waiters.setdefault(key, set())
         waiters.add(subscription)
         try:
