@@ -19,6 +19,7 @@ from queue_service.api.app import create_app
 from queue_service.dev.embedded_redis import EmbeddedRedis, free_port, redis_answers
 from queue_service.mock_upstream import MockConfig, create_mock_app
 from queue_service.settings import Settings
+from tests.helpers import eventually
 from tests.servers import CallbackReceiver, serve
 from workers.entry import ResilientWorker, worker_settings
 
@@ -116,10 +117,13 @@ async def running_worker(
     """An arq worker with our stream consumer, in this event loop."""
     worker = ResilientWorker(**{**worker_settings(settings, queues), "handle_signals": False})
     task = asyncio.create_task(worker.async_run())
-    while "runtime" not in worker.ctx:
+
+    def started() -> bool:
         if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
+            task.result()  # it failed to start: its own error
+        return "runtime" in worker.ctx
+
+    await eventually(started, timeout=30, interval=0.01, what="the worker to start")
     try:
         yield worker
     finally:

@@ -16,6 +16,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from tests.helpers import eventually
+
 
 @contextlib.asynccontextmanager
 async def serve(app: ASGIApp, *, lifespan: str = "on") -> AsyncIterator[str]:
@@ -31,11 +33,14 @@ async def serve(app: ASGIApp, *, lifespan: str = "on") -> AsyncIterator[str]:
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
-    while not server.started:
+
+    def started() -> bool:
         if task.done():
             task.result()
             raise RuntimeError("server stopped before starting")
-        await asyncio.sleep(0.01)
+        return server.started
+
+    await eventually(started, timeout=30, interval=0.01, what="the server to start")
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
         yield f"http://127.0.0.1:{port}"

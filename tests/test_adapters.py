@@ -17,11 +17,11 @@ from arq.worker import Worker
 
 from queue_service.mock_upstream import MockConfig, create_mock_app
 from queue_service.settings import Settings
+from tests.helpers import callback_settled, put, wait_view
 from tests.servers import CallbackReceiver, serve
 from workers.sse import parse_event
 
 from .conftest import running_worker
-from .test_end_to_end import callback_settled, put, wait_view
 from .test_waiting import read_events
 
 CHAT = "/v1/chat/completions"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any
 
 import httpx
@@ -10,26 +11,14 @@ from redis.asyncio import Redis
 
 from queue_service.settings import Settings
 from queue_service.store.keys import Keys
+from tests.helpers import eventually, put, put_body, view, wait_view
 from tests.servers import CallbackReceiver
 from workers.callbacks import sweep_overdue_callbacks
 from workers.dead_letters import dead_letters
 
 from .conftest import running_worker
 
-
-def job(callback_url: str) -> dict[str, Any]:
-    return {
-        "queue": "callbacks",
-        "endpoint": "/v1/chat/completions",
-        "level": 1,
-        "data": {"model": "m", "messages": [{"role": "user", "content": "x"}]},
-        "callback_url": callback_url,
-    }
-
-
-async def view(api: httpx.AsyncClient, task_id: str) -> dict[str, Any]:
-    data: dict[str, Any] = (await api.get(f"/v1/queue/{task_id}")).json()["data"]
-    return data
+job = partial(put_body, "callbacks")
 
 
 async def test_a_given_up_callback_is_a_dead_letter_and_can_be_redelivered(
@@ -43,10 +32,8 @@ async def test_a_given_up_callback_is_a_dead_letter_and_can_be_redelivered(
     inbox.fail_first = 2
     few = settings.model_copy(update={"callback_max_attempts": 2})
     async with running_worker(few):
-        task_id = (await api.post("/v1/queue/put", json=job(url))).json()["data"]
-        async with asyncio.timeout(10):
-            while (await view(api, task_id))["callback"]["status"] != "failed":
-                await asyncio.sleep(0.05)
+        task_id = await put(api, job(url))
+        await wait_view(api, task_id, lambda v: v["callback"]["status"] == "failed", timeout=10)
         assert inbox.received == []
         assert await dead_letters(few, redeliver=False) == 1
         assert task_id in capsys.readouterr().out
@@ -67,10 +54,8 @@ async def test_a_callback_left_unsettled_by_a_dead_worker_is_resent_by_the_sweep
 ) -> None:
     url, inbox = receiver
     async with running_worker(settings) as worker:
-        task_id = (await api.post("/v1/queue/put", json=job(url))).json()["data"]
-        async with asyncio.timeout(10):
-            while (await view(api, task_id))["callback"]["status"] != "delivered":
-                await asyncio.sleep(0.02)
+        task_id = await put(api, job(url))
+        await wait_view(api, task_id, lambda v: v["callback"]["status"] == "delivered", timeout=10)
         # As if the worker had died after storing the result, before calling back:
         keys = Keys(settings.key_prefix)
         await redis.zadd(keys.callbacks_due("callbacks"), {task_id: 0})
@@ -91,12 +76,14 @@ async def test_delivered_callbacks_leave_nothing_due(
 ) -> None:
     url, inbox = receiver
     for _ in range(3):
-        await api.post("/v1/queue/put", json=job(url))
+        await put(api, job(url))
     await inbox.wait_for(3)
     keys = Keys(settings.key_prefix)
-    async with asyncio.timeout(5):
-        while await redis.zcard(keys.callbacks_due("callbacks")):
-            await asyncio.sleep(0.02)
+
+    async def nothing_due() -> bool:
+        return not await redis.zcard(keys.callbacks_due("callbacks"))
+
+    await eventually(nothing_due, timeout=5)
 
 
 async def test_a_full_queue_answers_429_and_stores_nothing(
@@ -136,14 +123,14 @@ async def test_a_shutdown_does_not_cut_a_callback_in_half(
 
     async def slow_receiver(request: Request) -> Response:
         arrived.set()
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.0)  # a slow receiver: still answering when the worker shuts down
         return Response(b"ok")
 
     app = Starlette(routes=[Route("/cb", slow_receiver, methods=["POST"])])
     hasty = settings.model_copy(update={"shutdown_grace": 0.1})
     async with serve(app) as url:
         async with running_worker(hasty):
-            task_id = (await api.post("/v1/queue/put", json=job(f"{url}/cb"))).json()["data"]
+            task_id = await put(api, job(f"{url}/cb"))
             await asyncio.wait_for(arrived.wait(), 10)
         # the worker has shut down while the receiver was still answering
         assert (await view(api, task_id))["callback"]["status"] == "delivered"

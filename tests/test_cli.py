@@ -16,6 +16,7 @@ import pytest
 from queue_service.cli.main import build_parser
 from queue_service.dev.embedded_redis import free_port
 from tests.conftest import process_env
+from tests.helpers import put, put_body, wait_until_up
 from tests.servers import CallbackReceiver
 
 BIN = Path(sys.executable).parent
@@ -44,16 +45,6 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
             raise
 
 
-async def wait_until_up(url: str) -> None:
-    async with asyncio.timeout(20), httpx.AsyncClient() as client:
-        while True:
-            try:
-                await client.get(url)
-                return
-            except httpx.TransportError:
-                await asyncio.sleep(0.1)
-
-
 @pytest.mark.parametrize(
     "worker_command",
     [["queue-service", "worker", "--concurrency", "4"], ["arq", "workers.main.WorkerSettings"]],
@@ -75,20 +66,17 @@ async def test_a_callback_job_through_real_processes(
     ]
     for command in commands:
         executable = [str(BIN / command[0]), *command[1:]]
-        processes.append(subprocess.Popen(executable, env=env, stdin=subprocess.DEVNULL))
+        process = await asyncio.to_thread(
+            subprocess.Popen, executable, env=env, stdin=subprocess.DEVNULL
+        )
+        processes.append(process)
     api = f"http://127.0.0.1:{api_port}"
     await wait_until_up(f"{api}/v1/queue/none")
     await wait_until_up(f"http://127.0.0.1:{mock_port}/healthz")
 
     async with httpx.AsyncClient(base_url=api) as client:
-        job = {
-            "queue": "procs",
-            "endpoint": "/v1/chat/completions",
-            "level": 1,
-            "data": {"model": "m", "messages": [{"role": "user", "content": "via processes"}]},
-            "callback_url": url,
-        }
-        task_id = (await client.post("/v1/queue/put", json=job)).json()["data"]
+        job = put_body("procs", url, text="via processes")
+        task_id = await put(client, job)
         (callback,) = await inbox.wait_for(1, timeout=20)
     assert callback["task_id"] == task_id
     assert callback["status"] == "succeeded"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from functools import partial
 
 import httpx
 import orjson
@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from queue_service.settings import Settings
+from tests.helpers import eventually, put, put_body
 from tests.servers import CallbackReceiver, serve
 
 from .conftest import running_worker
@@ -37,19 +38,10 @@ class GatedUpstream:
         return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
 
     async def wait_for(self, count: int) -> None:
-        async with asyncio.timeout(10):
-            while len(self.order) < count:
-                await asyncio.sleep(0.01)
+        await eventually(lambda: len(self.order) >= count, timeout=10, interval=0.01)
 
 
-def job(level: int, text: str, callback_url: str) -> dict[str, Any]:
-    return {
-        "queue": "prio",
-        "endpoint": "/v1/chat/completions",
-        "level": level,
-        "data": {"model": "m", "messages": [{"role": "user", "content": text}]},
-        "callback_url": callback_url,
-    }
+job = partial(put_body, "prio")
 
 
 @pytest.mark.parametrize("reserved", [0, 1])
@@ -72,14 +64,12 @@ async def test_online_job_starts_before_every_waiting_offline_job(
         )
         async with running_worker(tuned):
             for n in range(offline_slots + 200):
-                response = await api.post("/v1/queue/put", json=job(1, f"offline {n}", url))
-                assert response.status_code == 200
+                await put(api, job(url, level=1, text=f"offline {n}"))
             await upstream.wait_for(offline_slots)  # offline slots full, 200 waiting
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.2)  # deliberate: no more offline job starts meanwhile
             assert len(upstream.order) == offline_slots
 
-            response = await api.post("/v1/queue/put", json=job(0, "online", url))
-            assert response.status_code == 200
+            await put(api, job(url, level=0, text="online"))
             if reserved:  # a reserved slot takes it at once, while offline slots stay full
                 await upstream.wait_for(offline_slots + 1)
             upstream.gate.set()

@@ -2,61 +2,33 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
+import time
 from typing import Any
 
 import httpx
 from arq.worker import Worker
 
 from queue_service.settings import Settings
+from tests.helpers import callback_settled, eventually, put, put_body, view, wait_view
 from tests.servers import CallbackReceiver
 
 from .conftest import running_worker
 
 
 def chat_job(callback_url: str, level: int, text: str, **mock: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "model": "deepseek-r1",
-        "messages": [{"role": "user", "content": text}],
-        "stream": False,
-    }
-    if mock:
-        data["mock"] = mock
-    return {
-        "queue": "e2e",
-        "endpoint": "/v1/chat/completions",
-        "level": level,
-        "data": data,
-        "callback_url": callback_url,
-    }
-
-
-async def put(api: httpx.AsyncClient, body: dict[str, Any]) -> str:
-    response = await api.post("/v1/queue/put", json=body)
-    assert response.status_code == 200, response.text
-    task_id: str = response.json()["data"]
-    return task_id
-
-
-async def wait_view(
-    api: httpx.AsyncClient, task_id: str, done: Callable[[dict[str, Any]], bool]
-) -> dict[str, Any]:
-    """Poll GET /v1/queue/{task_id} until `done(view)`."""
-    async with asyncio.timeout(15):
-        while True:
-            view: dict[str, Any] = (await api.get(f"/v1/queue/{task_id}")).json()["data"]
-            if done(view):
-                return view
-            await asyncio.sleep(0.02)
+    return put_body(
+        "e2e",
+        callback_url,
+        level=level,
+        text=text,
+        model="deepseek-r1",
+        stream=False,
+        mock=mock or None,
+    )
 
 
 async def wait_status(api: httpx.AsyncClient, task_id: str, *statuses: str) -> dict[str, Any]:
     return await wait_view(api, task_id, lambda view: view["status"] in statuses)
-
-
-def callback_settled(view: dict[str, Any]) -> bool:
-    return view["callback"]["status"] in ("delivered", "failed")
 
 
 async def test_callback_jobs_on_both_levels_reach_the_receiver_with_the_upstream_body(
@@ -194,15 +166,11 @@ async def test_cancelling_a_running_job_stops_it(
     response = await api.post(f"/v1/queue/{task_id}/cancel")
     assert response.status_code == 200
     state = mock_upstream[1].state
-    async with asyncio.timeout(5):
-        while not state.mock_disconnects:
-            await asyncio.sleep(0.02)
+    await eventually(lambda: state.mock_disconnects, timeout=5)
     view = await wait_status(api, task_id, "cancelled")
     assert view["status_code"] == 499
     runtime = worker.ctx["runtime"]
-    async with asyncio.timeout(5):
-        while runtime.consumer.in_flight:
-            await asyncio.sleep(0.02)
+    await eventually(lambda: not runtime.consumer.in_flight, timeout=5)
     assert inbox.received == []
 
 
@@ -226,7 +194,8 @@ async def test_a_job_past_its_deadline_is_not_started(
 ) -> None:
     url, inbox = receiver
     task_id = await put(api, {**chat_job(url, 1, "late"), "timeout": 1})
-    await asyncio.sleep(1.1)
+    deadline_ms = (await view(api, task_id))["deadline"]
+    await eventually(lambda: time.time() * 1000 > deadline_ms, timeout=5)  # before any worker
     async with running_worker(settings):
         (callback,) = await inbox.wait_for(1)
     assert callback["task_id"] == task_id

@@ -8,8 +8,8 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import httpx
 import orjson
@@ -23,6 +23,7 @@ from starlette.routing import Route
 from queue_service.store import Store
 from queue_service.store.keys import Keys
 from tests.conftest import process_env
+from tests.helpers import eventually, put, put_body
 from tests.servers import CallbackReceiver, serve
 from workers.limiter import Limiter
 from workers.routing import Limit
@@ -71,7 +72,7 @@ async def test_a_limit_never_admits_more_than_its_size(limiter: Limiter) -> None
         async with limiter.hold((limit,), f"lease-{n}", level=1, created_ms=n):
             inside += 1
             most = max(most, inside)
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # work while holding the slot, so holders would overlap
             inside -= 1
 
     await asyncio.gather(*(job(n) for n in range(12)))
@@ -79,7 +80,7 @@ async def test_a_limit_never_admits_more_than_its_size(limiter: Limiter) -> None
 
 
 async def test_online_waiters_get_the_next_slot_before_older_offline_ones(
-    limiter: Limiter,
+    limiter: Limiter, redis: Redis, prefix: str
 ) -> None:
     limit = Limit("prio", 1)
     order: list[str] = []
@@ -95,12 +96,16 @@ async def test_online_waiters_get_the_next_slot_before_older_offline_ones(
         async with limiter.hold((limit,), name, level=level, created_ms=created_ms):
             order.append(name)
 
+    async def queued(name: str) -> bool:
+        """`name` waits for the slot in Redis."""
+        return await redis.zscore(Keys(prefix).limit_waiters(limit.name), name) is not None
+
     first = asyncio.create_task(holder())
     await holding.wait()
     offline = asyncio.create_task(waiter("offline", 1, 1))
-    await asyncio.sleep(0.1)  # the offline waiter has queued up in Redis
+    await eventually(lambda: queued("offline"))
     online = asyncio.create_task(waiter("online", 0, 2))
-    await asyncio.sleep(0.1)
+    await eventually(lambda: queued("online"))
     let_go.set()
     await asyncio.gather(first, offline, online)
     assert order == ["online", "offline"]
@@ -146,21 +151,20 @@ def start_workers(count: int, env: dict[str, str], into: list[subprocess.Popen[b
         into.append(subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL))
 
 
-async def wait_for_workers(redis: Redis, prefix: str) -> None:
-    async with asyncio.timeout(30):
-        while not await redis.exists(Keys(prefix).arq_health_check):
-            await asyncio.sleep(0.05)
-    await asyncio.sleep(0.5)  # every process subscribed
+async def wait_for_workers(redis: Redis, prefix: str, count: int) -> None:
+    keys = Keys(prefix)
+
+    async def ready() -> bool:
+        """A worker is up, and all `count` processes subscribed to their announcements."""
+        if not await redis.exists(keys.arq_health_check):
+            return False
+        ((_, subscribed),) = await redis.pubsub_numsub(keys.limit_released_channel)
+        return bool(subscribed >= count)
+
+    await eventually(ready, timeout=30, interval=0.05)
 
 
-def job(text: str, callback_url: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "queue": "limited",
-        "endpoint": "/v1/chat/completions",
-        "level": 1,
-        "data": {"model": "m", "messages": [{"role": "user", "content": text}], **extra},
-        "callback_url": callback_url,
-    }
+job = partial(put_body, "limited")
 
 
 @pytest.fixture
@@ -186,9 +190,9 @@ async def test_three_workers_never_exceed_the_upstream_limit(
     routes = routes_file(tmp_path, upstream_url, 4)
     env = process_env(redis_url, prefix, upstreams_file=routes, concurrency="16")
     start_workers(3, env, workers)
-    await wait_for_workers(redis, prefix)
+    await wait_for_workers(redis, prefix, 3)
     for n in range(100):
-        assert (await api.post("/v1/queue/put", json=job(f"j{n}", url))).status_code == 200
+        await put(api, job(url, text=f"j{n}"))
     await inbox.wait_for(100, timeout=60)
     assert upstream.served == 100
     assert upstream.most == 4
@@ -211,16 +215,27 @@ async def test_a_killed_worker_gives_its_slots_back_within_the_lease_ttl(
     env = process_env(redis_url, prefix, upstreams_file=routes, limit_lease_ttl="2")
     full = {**env, "QUEUE_CONCURRENCY": "2", "QUEUE_ONLINE_RESERVED_SLOTS": "0"}
     start_workers(1, full, workers)  # its two job slots will be full: later jobs go elsewhere
-    await wait_for_workers(redis, prefix)
+    await wait_for_workers(redis, prefix, 1)
     for n in range(2):  # both limiter slots taken by jobs that hang
-        await api.post("/v1/queue/put", json=job(f"hang{n}", url, hang=True))
-    async with asyncio.timeout(10):
-        while upstream.in_flight < 2:
-            await asyncio.sleep(0.02)
+        await put(api, job(url, text=f"hang{n}", hang=True))
+    await eventually(lambda: upstream.in_flight >= 2, timeout=10)
+    keys, limit = Keys(prefix), "upstream:small"  # the routes file's upstream
+    leases, waiters = keys.limit_leases(limit), keys.limit_waiters(limit)
+    taken = dict(await redis.zrange(leases, 0, -1, withscores=True))
+    assert len(taken) == 2
     start_workers(1, env, workers)  # a second worker, ready before the first dies
-    await asyncio.sleep(4)
-    await api.post("/v1/queue/put", json=job("after", url))
-    await asyncio.sleep(0.5)
+    await put(api, job(url, text="after"))
+
+    async def after_waits_past_the_first_expiry() -> bool:
+        """The second worker has "after" waiting for a slot, and past the expiry they were
+        taken with, the hanging jobs' leases are still held (the first worker renews them)."""
+        now_ms = time.time() * 1000
+        held = dict(await redis.zrange(leases, 0, -1, withscores=True))
+        renewed = held.keys() == taken.keys() and min(held.values()) > now_ms
+        lapsed = now_ms > max(taken.values())
+        return renewed and lapsed and bool(await redis.zcard(waiters))
+
+    await eventually(after_waits_past_the_first_expiry, timeout=30, interval=0.05)
     assert upstream.served == 0  # the limit is full: "after" waits for a slot
     workers[0].send_signal(signal.SIGKILL)
     workers[0].wait(10)

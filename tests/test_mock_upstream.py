@@ -23,6 +23,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from queue_service.mock_upstream import MockConfig, create_mock_app
+from tests.helpers import eventually
 
 CHAT = "/v1/chat/completions"
 MESSAGES = "/v1/messages"
@@ -55,11 +56,7 @@ class Mock:
 
     async def wait_for_disconnect(self) -> list[str]:
         """Poll: the server notices a disconnect shortly after the client closes."""
-        for _ in range(300):
-            if self.disconnects:
-                break
-            await asyncio.sleep(0.01)
-        return self.disconnects
+        return await eventually(lambda: self.disconnects, timeout=3, interval=0.01)
 
 
 @asynccontextmanager
@@ -73,9 +70,12 @@ async def serve(config: MockConfig | None = None) -> AsyncIterator[Mock]:
     )
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        while not server.started:
+
+        def started() -> bool:
             assert not task.done(), "the mock server did not start"
-            await asyncio.sleep(0.005)
+            return server.started
+
+        await eventually(started, timeout=30, interval=0.005)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
             yield Mock(app, client)
     finally:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from functools import partial
 from urllib.parse import urlsplit
 
 import httpx
@@ -12,6 +13,7 @@ import pytest
 
 from queue_service.api.app import create_app
 from queue_service.settings import Settings
+from tests.helpers import eventually, put, put_body
 from tests.servers import CallbackReceiver, TcpProxy, serve
 
 from .conftest import running_worker
@@ -32,17 +34,12 @@ def proxied(settings: Settings, proxy: TcpProxy, redis_url: str) -> Settings:
     return settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{proxy.port}{path}"})
 
 
-def job(callback_url: str | None, mode: str = "callback", **mock: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "queue": "outage",
-        "endpoint": "/v1/chat/completions",
-        "level": 0,
-        "response_mode": mode,
-        "data": {"model": "m", "messages": [{"role": "user", "content": "x"}], "mock": mock},
-    }
-    if callback_url:
-        body["callback_url"] = callback_url
-    return body
+job = partial(put_body, "outage", level=0, mode="callback", mock={})
+
+
+def logged(caplog: pytest.LogCaptureFixture, text: str) -> int:
+    """How many records logged so far contain `text`."""
+    return sum(text in record.getMessage() for record in caplog.records)
 
 
 async def test_puts_get_503_while_redis_is_away_and_work_again_after(
@@ -50,23 +47,27 @@ async def test_puts_get_503_while_redis_is_away_and_work_again_after(
 ) -> None:
     url, _ = receiver
     async with serve(create_app(proxied)) as api_url, httpx.AsyncClient(base_url=api_url) as api:
-        assert (await api.post("/v1/queue/put", json=job(url))).status_code == 200
+        await put(api, job(url))
         await proxy.cut()
         response = await api.post("/v1/queue/put", json=job(url))
         assert response.status_code == 503
         assert "Redis" in response.json()["message"]
         await proxy.restore()
-        async with asyncio.timeout(10):
-            while (await api.post("/v1/queue/put", json=job(url))).status_code != 200:
-                await asyncio.sleep(0.2)
+
+        async def accepted() -> bool:
+            return (await api.post("/v1/queue/put", json=job(url))).status_code == 200
+
+        await eventually(accepted, timeout=10, interval=0.2)
 
 
 async def test_a_blocking_request_in_flight_ends_with_a_clear_error(
-    proxied: Settings, proxy: TcpProxy
+    proxied: Settings, proxy: TcpProxy, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="queue_service.store.tasks")
     async with serve(create_app(proxied)) as api_url, httpx.AsyncClient(base_url=api_url) as api:
-        waiting = asyncio.create_task(api.post("/v1/queue/put", json=job(None, "blocking")))
-        await asyncio.sleep(0.3)  # queued: no worker runs
+        waiting = asyncio.create_task(api.post("/v1/queue/put", json=job(None, mode="blocking")))
+        # queued (no worker runs): the API logs it once Redis answered, then it waits
+        await eventually(lambda: logged(caplog, "queued (queue outage, level 0, mode blocking)"))
         await proxy.cut()
         response = await asyncio.wait_for(waiting, 10)
         assert response.status_code == 503
@@ -79,14 +80,22 @@ async def test_a_worker_carries_on_after_an_outage_without_a_restart(
     proxy: TcpProxy,
     api: httpx.AsyncClient,
     receiver: tuple[str, CallbackReceiver],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     url, inbox = receiver
     async with running_worker(proxied):
-        assert (await api.post("/v1/queue/put", json=job(url))).status_code == 200
+        await put(api, job(url))
         await inbox.wait_for(1)
         await proxy.cut()
-        await asyncio.sleep(2)
+
+        def outage_felt() -> bool:
+            """The worker's reads failed, and failed again on retrying while Redis was away."""
+            return (
+                logged(caplog, "stream read failed") >= 2 and logged(caplog, "arq poll failed") >= 1
+            )
+
+        await eventually(outage_felt, timeout=10)
         await proxy.restore()
-        assert (await api.post("/v1/queue/put", json=job(url))).status_code == 200
+        await put(api, job(url))
         await inbox.wait_for(2, timeout=20)
     assert [c["status"] for c in inbox.received] == ["succeeded", "succeeded"]

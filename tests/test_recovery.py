@@ -18,26 +18,14 @@ from queue_service.settings import Settings
 from queue_service.store import Store
 from queue_service.store.keys import CONSUMER_GROUP, Keys
 from queue_service.store.records import Outcome
+from tests.helpers import eventually, put, put_body, wait_until_up
 from tests.servers import CallbackReceiver
 
 from .conftest import process_env, running_worker
 
 
 def job(text: str, callback_url: str, **mock: Any) -> dict[str, Any]:
-    return {
-        "queue": "recovery",
-        "endpoint": "/v1/chat/completions",
-        "level": 1,
-        "data": {"model": "m", "messages": [{"role": "user", "content": text}], "mock": mock},
-        "callback_url": callback_url,
-    }
-
-
-async def put(api: httpx.AsyncClient, body: dict[str, Any]) -> str:
-    response = await api.post("/v1/queue/put", json=body)
-    assert response.status_code == 200, response.text
-    task_id: str = response.json()["data"]
-    return task_id
+    return put_body("recovery", callback_url, text=text, mock=mock)
 
 
 async def test_the_first_outcome_wins(
@@ -58,16 +46,25 @@ async def test_the_first_outcome_wins(
 
 async def test_a_long_job_on_a_live_worker_is_not_taken_over(
     api: httpx.AsyncClient,
+    redis: Redis,
+    prefix: str,
     settings: Settings,
     receiver: tuple[str, CallbackReceiver],
     mock_upstream: tuple[str, Any],
 ) -> None:
     url, inbox = receiver
     quick = settings.model_copy(update={"visibility_timeout": 0.6})
-    async with running_worker(quick), running_worker(quick):
+    async with running_worker(quick) as first, running_worker(quick) as second:
         await put(api, job("long", url, ttft=2.5))
         (callback,) = await inbox.wait_for(1, timeout=10)
-        await asyncio.sleep(0.5)
+
+        async def all_done() -> bool:
+            """Neither worker runs a job and the group holds none: none can be taken over."""
+            busy = sum(w.ctx["runtime"].consumer.in_flight for w in (first, second))
+            stream = Keys(prefix).stream("recovery", 1)
+            return not busy and (await redis.xpending(stream, CONSUMER_GROUP))["pending"] == 0
+
+        await eventually(all_done, timeout=10)
     assert callback["status"] == "succeeded"
     assert len(mock_upstream[1].state.mock_requests) == 1
     assert len(inbox.received) == 1
@@ -89,8 +86,7 @@ async def test_a_job_delivered_too_often_fails_instead_of_looping(
     for n in range(1, 3):  # two more workers took it and died
         await redis.xclaim(stream, CONSUMER_GROUP, f"ghost-{n}", 0, [entry_id])
     tuned = settings.model_copy(update={"visibility_timeout": 0.2, "max_deliveries": 3})
-    await asyncio.sleep(0.3)
-    async with running_worker(tuned):
+    async with running_worker(tuned):  # it takes the entry over once idle for 0.2 s
         (callback,) = await inbox.wait_for(1, timeout=10)
     assert callback["task_id"] == task_id
     assert callback["status"] == "failed"
@@ -116,9 +112,7 @@ async def test_shutdown_finishes_short_jobs_and_hands_long_ones_back_at_once(
         short = await put(api, job("short", url, ttft=0.5))
         long = await put(api, job("long", url, ttft=3))
         runtime = first.ctx["runtime"]
-        async with asyncio.timeout(5):
-            while runtime.consumer.in_flight < 2:
-                await asyncio.sleep(0.02)
+        await eventually(lambda: runtime.consumer.in_flight >= 2, timeout=5)
     # The first worker is gone: "short" finished in its grace, "long" went back to the queue.
     assert [c["task_id"] for c in inbox.received] == [short]
     started = time.monotonic()
@@ -143,15 +137,13 @@ async def test_a_killed_worker_process_loses_no_job(
     url, inbox = receiver
     env = process_env(redis_url, prefix, upstream_url=mock_upstream[0], visibility_timeout="1")
     command = [str(Path(sys.executable).parent / "queue-service"), "worker"]
-    victim = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)
+    victim = await asyncio.to_thread(subprocess.Popen, command, env=env, stdin=subprocess.DEVNULL)
     try:
-        async with asyncio.timeout(30):
-            while not await redis.exists(Keys(prefix).arq_health_check):
-                await asyncio.sleep(0.05)
+        await eventually(
+            lambda: redis.exists(Keys(prefix).arq_health_check), timeout=30, interval=0.05
+        )
         ids = [await put(api, job(f"job {n}", url, ttft=1.0)) for n in range(5)]
-        async with asyncio.timeout(10):
-            while len(mock_upstream[1].state.mock_requests) < 5:
-                await asyncio.sleep(0.02)
+        await eventually(lambda: len(mock_upstream[1].state.mock_requests) >= 5, timeout=10)
         victim.send_signal(signal.SIGKILL)
         victim.wait(10)
     finally:
@@ -171,17 +163,11 @@ async def test_the_api_lets_a_blocking_wait_finish_on_sigterm(
     port = free_port()
     env = process_env(settings.redis_url, settings.key_prefix, shutdown_grace="10")
     command = [str(Path(sys.executable).parent / "queue-service"), "api", "--port", str(port)]
-    api = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)
+    api = await asyncio.to_thread(subprocess.Popen, command, env=env, stdin=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
         async with running_worker(settings), httpx.AsyncClient(base_url=url, timeout=20) as client:
-            async with asyncio.timeout(20):
-                while True:
-                    try:
-                        await client.get("/healthz")
-                        break
-                    except httpx.TransportError:
-                        await asyncio.sleep(0.1)
+            await wait_until_up(f"{url}/healthz")
             body = {
                 "queue": "recovery",
                 "endpoint": "/v1/chat/completions",
@@ -191,7 +177,8 @@ async def test_the_api_lets_a_blocking_wait_finish_on_sigterm(
                          "mock": {"ttft": 1.5}},
             }  # fmt: skip
             waiting = asyncio.create_task(client.post("/v1/queue/put", json=body))
-            await asyncio.sleep(0.5)
+            # the job runs (the upstream takes 1.5 s to answer): the API waits for its result
+            await eventually(lambda: mock_upstream[1].state.mock_requests)
             api.send_signal(signal.SIGTERM)
             response = await waiting
             assert response.status_code == 200

@@ -11,19 +11,14 @@ from arq.worker import Worker
 
 from queue_service.settings import Settings
 from queue_service.timing import backoff
+from tests.helpers import put_body
 from workers.retry import parse_retry_after, retryable_status
 
 from .conftest import running_worker
 
 
 def blocking(**mock: Any) -> dict[str, Any]:
-    return {
-        "queue": "retries",
-        "endpoint": "/v1/chat/completions",
-        "level": 0,
-        "response_mode": "blocking",
-        "data": {"model": "m", "messages": [{"role": "user", "content": "x"}], "mock": mock},
-    }
+    return put_body("retries", level=0, mode="blocking", mock=mock)
 
 
 def test_which_statuses_are_retried() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from redis.asyncio import Redis
 from queue_service.models import PutContext
 from queue_service.settings import Settings
 from queue_service.store.keys import Keys
+from tests.helpers import eventually
 from workers.schedule import ScheduleError, load_schedule, parse_field
 
 from .conftest import running_worker
@@ -60,9 +60,15 @@ async def test_each_tick_puts_one_job_however_many_workers_run(
         'data = { model = "m", messages = [{ role = "user", content = "tick" }] }\n'
     )
     scheduled = settings.model_copy(update={"schedule_file": str(path)})
-    async with running_worker(scheduled), running_worker(scheduled):
-        await asyncio.sleep(7)
     keys = Keys(settings.key_prefix)
+
+    async def two_ticks_put() -> bool:
+        """The cron ticks every 2 s (second = "*/2"): two of them have put their job."""
+        tasks = [key async for key in redis.scan_iter(match=keys.task("scheduled", "*"))]
+        return len(tasks) >= 2
+
+    async with running_worker(scheduled), running_worker(scheduled):
+        await eventually(two_ticks_put, timeout=15, interval=0.1)
     created = [
         int(await redis.hget(key, "created_at") or 0)
         async for key in redis.scan_iter(match=keys.task("scheduled", "*"))

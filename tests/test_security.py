@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 import re
 import textwrap
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -25,19 +24,14 @@ from queue_service.outbound import CallbackPolicy, UnsafeDestination, parse_netw
 from queue_service.settings import Settings
 from queue_service.signing import signature_headers, verify_callback
 from queue_service.store.keys import Keys
+from tests.helpers import eventually, put, put_body, wait_view
 from tests.servers import CallbackReceiver, serve
 
 from .conftest import running_worker
 
 
 def job(callback_url: str, queue: str = "secure", **data: Any) -> dict[str, Any]:
-    return {
-        "queue": queue,
-        "endpoint": "/v1/chat/completions",
-        "level": 1,
-        "data": {"model": "m", "messages": [{"role": "user", "content": "x"}], **data},
-        "callback_url": callback_url,
-    }
+    return put_body(queue, callback_url, **data)
 
 
 @pytest.fixture
@@ -94,22 +88,15 @@ async def test_a_name_resolving_to_loopback_is_refused_at_delivery_time(
     named = url.replace("127.0.0.1", "localhost")
     strict = Settings(**{**settings.model_dump(), "callback_allowed_networks": None})
     async with running_worker(strict):
-        task_id = (await api.post("/v1/queue/put", json=job(named))).json()["data"]
-        view: dict[str, Any] = {}
-        for _ in range(200):
-            view = (await api.get(f"/v1/queue/{task_id}")).json()["data"]
-            if view["callback"]["status"] == "failed":
-                break
-            await _sleep()
+        task_id = await put(api, job(named))
+        view = await wait_view(api, task_id, callback_failed, timeout=10)
     assert view["callback"]["status"] == "failed"
     assert "resolves to 127.0.0.1" in view["callback"]["last_error"]
     assert inbox.received == []
 
 
-async def _sleep() -> None:
-    import asyncio
-
-    await asyncio.sleep(0.05)
+def callback_failed(view: dict[str, Any]) -> bool:
+    return bool(view["callback"]["status"] == "failed")
 
 
 async def test_redirects_are_not_followed(
@@ -126,12 +113,8 @@ async def test_redirects_are_not_followed(
         ]
     )
     async with serve(redirect) as url:
-        task_id = (await api.post("/v1/queue/put", json=job(f"{url}/cb"))).json()["data"]
-        for _ in range(200):
-            view = (await api.get(f"/v1/queue/{task_id}")).json()["data"]
-            if view["callback"]["status"] == "failed":
-                break
-            await _sleep()
+        task_id = await put(api, job(f"{url}/cb"))
+        view = await wait_view(api, task_id, callback_failed, timeout=10)
     assert "307" in view["callback"]["last_error"]
     assert inbox.received == []
 
@@ -151,11 +134,8 @@ async def signed_callback(
         serve(Starlette(routes=[Route("/cb", callback, methods=["POST"])])) as url,
         running_worker(signed),
     ):
-        await api.post("/v1/queue/put", json=job(f"{url}/cb"))
-        for _ in range(200):
-            if seen:
-                break
-            await _sleep()
+        await put(api, job(f"{url}/cb"))
+        await eventually(lambda: seen, timeout=10, interval=0.05)
     body, headers = seen[0]
     return body, headers["x-queue-timestamp"], headers["x-queue-signature"]
 
@@ -231,8 +211,12 @@ async def test_the_rate_limit_answers_429_with_retry_after(keyed_api: httpx.Asyn
     limited = await keyed_api.get("/v1/queue/TASK-1-1-C-260101000000-0001-000001", headers=bob)
     assert limited.status_code == 429
     assert int(limited.headers["retry-after"]) >= 1
-    time.sleep(1.1)
-    again = await keyed_api.get("/v1/queue/TASK-1-1-C-260101000000-0001-000001", headers=bob)
+
+    async def let_through() -> httpx.Response | None:  # a refused call takes no token
+        response = await keyed_api.get("/v1/queue/TASK-1-1-C-260101000000-0001-000001", headers=bob)
+        return response if response.status_code != 429 else None
+
+    again = await eventually(let_through, timeout=1.1, interval=0.05)  # the bucket refills
     assert again.status_code == 404
 
 
@@ -305,9 +289,7 @@ async def test_passthrough_sends_the_callers_key_upstream_and_keeps_it_only_encr
         httpx.AsyncClient(base_url=api_url) as client,
     ):
         headers = {"x-upstream-api-key": caller_key}
-        task_id = (await client.post("/v1/queue/put", json=job(url), headers=headers)).json()[
-            "data"
-        ]
+        task_id = await put(client, job(url), headers=headers)
         keys = Keys(settings.key_prefix)
         stored = await redis.hget(keys.task("secure", task_id), "upstream_key")
         assert stored

@@ -5,27 +5,22 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
 from arq.worker import Worker
+from redis.asyncio import Redis
 
 from queue_service.cli.operator import print_stats, print_workers
 from queue_service.settings import Settings
+from tests.helpers import callback_settled, eventually, put, put_body, wait_view
 from tests.servers import CallbackReceiver
 
 from .conftest import process_env, running_worker
 
-
-def job(callback_url: str, level: int = 1, **mock: Any) -> dict[str, Any]:
-    return {
-        "queue": "ops",
-        "endpoint": "/v1/chat/completions",
-        "level": level,
-        "data": {"model": "m", "messages": [{"role": "user", "content": "x"}], "mock": mock},
-        "callback_url": callback_url,
-    }
+job = partial(put_body, "ops", mock={})
 
 
 def metric(text: str, line_start: str) -> float:
@@ -36,20 +31,16 @@ def metric(text: str, line_start: str) -> float:
 
 
 async def settle(api: httpx.AsyncClient, task_ids: list[str]) -> None:
-    async with asyncio.timeout(15):
-        for task_id in task_ids:
-            while (await api.get(f"/v1/queue/{task_id}")).json()["data"]["callback"][
-                "status"
-            ] not in ("delivered", "failed"):
-                await asyncio.sleep(0.02)
+    for task_id in task_ids:
+        await wait_view(api, task_id, callback_settled)
 
 
 async def test_metrics_after_a_known_workload(
     api: httpx.AsyncClient, worker: Worker, receiver: tuple[str, CallbackReceiver]
 ) -> None:
     url, inbox = receiver
-    ids = [(await api.post("/v1/queue/put", json=job(url))).json()["data"] for _ in range(3)]
-    ids.append((await api.post("/v1/queue/put", json=job(url, level=0, status=400))).json()["data"])
+    ids = [await put(api, job(url)) for _ in range(3)]
+    ids.append(await put(api, job(url, level=0, mock={"status": 400})))
     await inbox.wait_for(4)
     await settle(api, ids)
     text = (await api.get("/metrics")).text
@@ -84,16 +75,21 @@ async def test_queue_stats_show_waiting_totals_and_workers(
 ) -> None:
     url, inbox = receiver
     for _ in range(2):
-        await api.post("/v1/queue/put", json=job(url))
+        await put(api, job(url))
     stats = (await api.get("/v1/queue/ops/stats")).json()["data"]
     assert stats["levels"]["1"]["waiting"] == 2
     assert stats["levels"]["1"]["oldest_waiting_s"] >= 0
     assert stats["totals"] == {"put": 2}
     assert stats["workers"] == []
-    async with running_worker(settings) as worker:
+    beating = settings.model_copy(update={"heartbeat_interval": 0.1})
+    async with running_worker(beating) as worker:
         await inbox.wait_for(2)
-        await asyncio.sleep(2.5)  # a heartbeat
-        stats = (await api.get("/v1/queue/ops/stats")).json()["data"]
+
+        async def stats_after_a_heartbeat() -> dict[str, Any] | None:
+            stats: dict[str, Any] = (await api.get("/v1/queue/ops/stats")).json()["data"]
+            return stats if stats["workers"] == [worker.ctx["runtime"].name] else None
+
+        stats = await eventually(stats_after_a_heartbeat, timeout=5)
         assert stats["workers"] == [worker.ctx["runtime"].name]
     assert stats["levels"]["1"] == {
         "waiting": 0,
@@ -110,15 +106,17 @@ async def test_a_paused_queue_accepts_puts_but_runs_nothing_until_resumed(
     api: httpx.AsyncClient, worker: Worker, receiver: tuple[str, CallbackReceiver]
 ) -> None:
     url, inbox = receiver
-    await api.post("/v1/queue/put", json=job(url))
+    await put(api, job(url))
     await inbox.wait_for(1)
     assert (await api.post("/v1/queue/ops/pause")).json()["data"] == {
         "queue": "ops",
         "paused": True,
     }
-    await asyncio.sleep(0.5)
-    assert (await api.post("/v1/queue/put", json=job(url))).status_code == 200
-    await asyncio.sleep(1.0)
+    consumer = worker.ctx["runtime"].consumer
+    # the worker has re-read the registry and no longer reads the paused queue's streams
+    await eventually(lambda: ("ops", 1) not in consumer._sources[1])
+    await put(api, job(url))
+    await asyncio.sleep(1.0)  # deliberate: nothing runs in this second (5 registry re-reads)
     assert len(inbox.received) == 1
     assert (await api.get("/v1/queue/ops/stats")).json()["data"]["paused"] is True
     await api.post("/v1/queue/ops/resume")
@@ -136,11 +134,12 @@ def test_operator_commands(settings: Settings, capsys: Any) -> None:
     assert "worker  host  pid" in out
 
 
-async def test_worker_check_passes_while_a_worker_lives(settings: Settings) -> None:
+async def test_worker_check_passes_while_a_worker_lives(settings: Settings, redis: Redis) -> None:
     env = process_env(settings.redis_url, settings.key_prefix)
     check = [str(Path(sys.executable).parent / "queue-service"), "worker", "--check"]
-    async with running_worker(settings):
-        await asyncio.sleep(0.3)
+    async with running_worker(settings) as worker:
+        runtime = worker.ctx["runtime"]
+        await eventually(lambda: redis.hexists(runtime.store.keys.workers, runtime.name))  # a heartbeat
         done = await asyncio.to_thread(
             subprocess.run, check, env=env, capture_output=True, timeout=30
         )
@@ -162,7 +161,7 @@ async def test_each_state_change_is_one_log_line_json_when_asked(
 
     caplog.set_level(logging.INFO)
     url, inbox = receiver
-    task_id = (await api.post("/v1/queue/put", json=job(url))).json()["data"]
+    task_id = await put(api, job(url))
     await inbox.wait_for(1)
     lines = [r for r in caplog.records if task_id in r.getMessage()]
     states = [r.getMessage().split()[2] for r in lines]

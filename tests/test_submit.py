@@ -19,6 +19,7 @@ from queue_service.api.app import create_app
 from queue_service.cli.main import build_parser
 from queue_service.cli.submit import STATE_SUFFIX, add_parser
 from queue_service.settings import Settings
+from tests.helpers import eventually
 from tests.servers import CallbackReceiver, serve
 
 # `queue-service submit ...` in a process of its own, whether or not cli.py has it yet.
@@ -159,9 +160,11 @@ async def test_a_killed_run_resumes_without_submitting_a_line_twice(
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-c", SUBMIT_SCRIPT, "submit", str(jobs), *argv
     )
-    async with asyncio.timeout(10):
-        while not state_path.exists() or state_path.read_bytes().count(b"\n") < 5:
-            await asyncio.sleep(0.005)
+    await eventually(
+        lambda: state_path.exists() and state_path.read_bytes().count(b"\n") >= 5,
+        timeout=10,
+        interval=0.005,
+    )
     process.kill()
     await process.wait()
     before = {r["line"]: r for r in read_lines(state_path)}

@@ -9,20 +9,15 @@ import httpx
 import orjson
 from arq.worker import Worker
 
+from tests import helpers
+from tests.helpers import eventually
 from workers.sse import parse_event
 
 
 def put_body(mode: str, text: str = "hello", timeout: int | None = None, **data: Any) -> Any:
-    body: dict[str, Any] = {
-        "queue": "interactive",
-        "endpoint": "/v1/chat/completions",
-        "level": 0,
-        "response_mode": mode,
-        "data": {"model": "deepseek-r1", "messages": [{"role": "user", "content": text}], **data},
-    }
-    if timeout is not None:
-        body["timeout"] = timeout
-    return body
+    return helpers.put_body(
+        "interactive", level=0, mode=mode, text=text, model="deepseek-r1", timeout=timeout, **data
+    )
 
 
 async def read_events(response: httpx.Response) -> list[bytes]:
@@ -79,9 +74,10 @@ async def test_blocking_timeout_is_408_and_the_job_ends_timeout(
     view = (await api.get(f"/v1/queue/{task_id}")).json()["data"]
     assert view["status"] == "timeout"
     assert view["status_code"] == 408
-    async with asyncio.timeout(5):  # and the worker let go of the upstream
-        while recorded.response_id not in mock_upstream[1].state.mock_disconnects:
-            await asyncio.sleep(0.02)
+    # and the worker let go of the upstream
+    await eventually(
+        lambda: recorded.response_id in mock_upstream[1].state.mock_disconnects, timeout=5
+    )
 
 
 async def test_a_blocking_client_that_disconnects_cancels_its_job(
@@ -91,13 +87,11 @@ async def test_a_blocking_client_that_disconnects_cancels_its_job(
         api.post("/v1/queue/put", json=put_body("blocking", mock={"hang": True}))
     )
     state = mock_upstream[1].state
-    async with asyncio.timeout(5):
-        while not state.mock_requests:
-            await asyncio.sleep(0.02)
+    await eventually(lambda: state.mock_requests, timeout=5)
     request.cancel()  # the client goes away
-    async with asyncio.timeout(5):
-        while state.mock_requests[0].response_id not in state.mock_disconnects:
-            await asyncio.sleep(0.02)
+    await eventually(
+        lambda: state.mock_requests[0].response_id in state.mock_disconnects, timeout=5
+    )
 
 
 async def test_streaming_relays_every_event_in_order_with_done_last(
@@ -202,9 +196,7 @@ async def test_a_disconnecting_stream_client_closes_the_upstream_connection(
             await anext(lines)
     left = asyncio.get_running_loop().time()  # the client is gone
     state = mock_upstream[1].state
-    async with asyncio.timeout(5):
-        while not state.mock_disconnects:
-            await asyncio.sleep(0.01)
+    await eventually(lambda: state.mock_disconnects, timeout=5, interval=0.01)
     assert asyncio.get_running_loop().time() - left < 1.0
     assert state.mock_disconnects == [state.mock_requests[0].response_id]
     view = (await api.get(f"/v1/queue/{task_id}")).json()["data"]
