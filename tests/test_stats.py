@@ -139,7 +139,9 @@ async def test_worker_check_passes_while_a_worker_lives(settings: Settings, redi
     check = [str(Path(sys.executable).parent / "queue-service"), "worker", "--check"]
     async with running_worker(settings) as worker:
         runtime = worker.ctx["runtime"]
-        await eventually(lambda: redis.hexists(runtime.store.keys.workers, runtime.name))  # a heartbeat
+        await eventually(
+            lambda: redis.hexists(runtime.store.keys.workers, runtime.name)
+        )  # a heartbeat
         done = await asyncio.to_thread(
             subprocess.run, check, env=env, capture_output=True, timeout=30
         )

@@ -16,15 +16,6 @@ from queue_service.store import Store, Submission
 T = TypeVar("T")
 
 
-async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 5.0) -> T:
-    """Poll `check` until it returns something truthy, and return that; fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while not (result := await check()):
-        assert time.monotonic() < deadline, f"still {result!r} after {timeout}s"
-        await asyncio.sleep(0.005)
-    return result
-
-
 def put_request(
     queue: str = "q",
     mode: ResponseMode = ResponseMode.BLOCKING,

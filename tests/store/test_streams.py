@@ -12,8 +12,9 @@ from redis.asyncio import Redis
 from queue_service.models import ResponseMode
 from queue_service.store import Keys, Store, StreamEntry, StreamReader
 from queue_service.store.keys import CONSUMER_GROUP
+from tests.helpers import eventually
 
-from . import eventually, put_request, submit
+from . import put_request, submit
 
 LONG_BLOCK_MS = 20_000
 """Longer than any test may take: a read that returns did not time out."""

@@ -20,11 +20,11 @@ from queue_service.store import StreamEntry, Submission, TaskRecord
 from queue_service.store.events import Chunk, Done, Head
 from queue_service.store.keys import CONSUMER_GROUP
 from queue_service.timing import now_ms
+from tests.helpers import eventually
 from tests.servers import CallbackReceiver
 from workers.consumer import Job
 from workers.runtime import WorkerRuntime
 
-from . import eventually
 from .conftest import Listen
 
 QUEUE = "jobs"

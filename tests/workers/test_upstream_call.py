@@ -24,13 +24,13 @@ from queue_service.models import ResponseMode, Status
 from queue_service.store import Outcome, Store, TaskRecord
 from queue_service.store.events import Chunk, Head
 from queue_service.timing import now_ms
+from tests.helpers import eventually
 from tests.servers import serve
 from workers.adapters import ADAPTERS, Upstream
 from workers.routing import UpstreamRoute
 from workers.sse import parse_event
 from workers.upstream_call import RetryPolicy, SizeLimits, UpstreamCaller
 
-from . import eventually
 from .conftest import Listen
 
 QUEUE = "calls"
