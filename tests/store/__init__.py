@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from redis.asyncio import Redis
 
 from queue_service.models import PutRequest, ResponseMode
 from queue_service.store import Store, Submission
 
-T = TypeVar("T")
 
 
 def put_request(
