@@ -12,7 +12,6 @@ from queue_service.models import PutRequest, ResponseMode
 from queue_service.store import Store, Submission
 
 
-
 def put_request(
     queue: str = "q",
     mode: ResponseMode = ResponseMode.BLOCKING,
