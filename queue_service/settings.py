@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     dead_letter_retention: int = Field(default=7 * DAY, gt=0)
     max_waiting: int = Field(default=100_000, ge=0)
 
+    metrics_token: str | None = None
+    metrics_top_queues: int = Field(default=50, ge=1)
+
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
 

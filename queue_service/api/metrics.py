@@ -3,6 +3,7 @@ from the store so every API process reports the same."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -23,39 +24,62 @@ class _Snapshot(Collector):
         return iter(self.families)
 
 
-async def prometheus_text(store: Store) -> bytes:
-    """The Prometheus exposition of every queue's figures and the live workers."""
-    counters: dict[str, CounterMetricFamily] = {}
+OTHER_QUEUES = "(other)"
+"""The queue label of every queue beyond the busiest ones, summed."""
+
+
+async def prometheus_text(store: Store, top_queues: int) -> bytes:
+    """The Prometheus exposition of the queues' figures and the live workers.
+
+    Per-queue series only for the `top_queues` busiest queues (jobs waiting and running,
+    then puts); the rest are summed under the queue label `(other)`, so a scrape stays
+    small however many queues there are."""
+    snapshots = await store.statistics.snapshot(sorted(await store.queues.all()))
+    ranked = sorted(snapshots, key=lambda queue: snapshots[queue].activity, reverse=True)
+    shown = set(ranked[:top_queues])
+    gauges: dict[tuple[str, str, str], float] = defaultdict(float)
+    counters: dict[str, dict[tuple[tuple[str, str], ...], float]] = defaultdict(
+        lambda: defaultdict(float)
+    )
     histograms: dict[tuple[str, tuple[tuple[str, str], ...]], dict[str, Any]] = {}
-    waiting = GaugeMetricFamily("queue_waiting_jobs", "Jobs waiting", labels=["queue", "level"])
-    in_flight = GaugeMetricFamily("queue_in_flight_jobs", "Jobs running", labels=["queue", "level"])
-    for queue in await store.queues.all():
-        for level in (0, 1):
-            figures = await store.statistics.level(queue, level)
-            waiting.add_metric([queue, str(level)], figures["waiting"])
-            in_flight.add_metric([queue, str(level)], figures["in_flight"])
-        for text, value in (await store.statistics.counts(queue)).items():
+    for queue, snapshot in snapshots.items():
+        label = queue if queue in shown else OTHER_QUEUES
+        for level, (waiting, in_flight) in snapshot.levels.items():
+            gauges[("waiting", label, str(level))] += waiting
+            gauges[("in_flight", label, str(level))] += in_flight
+        for text, value in snapshot.counts.items():
             name, labels = parse_field(text)
-            labels["queue"] = queue
+            labels["queue"] = label
             base = name.removesuffix("_sum").removesuffix("_count")
             if base in HISTOGRAMS:
                 bound = labels.pop("le", None)
                 entry = histograms.setdefault(
-                    (base, tuple(sorted(labels.items()))), {"buckets": {}, "sum": 0.0}
+                    (base, tuple(sorted(labels.items()))),
+                    {"buckets": defaultdict(float), "sum": 0.0},
                 )
                 if name.endswith("_sum"):
-                    entry["sum"] = float(value)
+                    entry["sum"] += value
                 elif bound is not None:
-                    entry["buckets"][float(bound)] = float(value)
+                    entry["buckets"][float(bound)] += value
                 continue
-            family = counters.setdefault(
-                name,
-                CounterMetricFamily(
-                    f"queue_{name}", f"queue-service {name}", labels=sorted(labels)
-                ),
-            )
-            family.add_metric([labels[k] for k in sorted(labels)], float(value))
-    families: list[Any] = [waiting, in_flight, *counters.values()]
+            counters[name][tuple(sorted(labels.items()))] += value
+    levels = ["queue", "level"]
+    jobs = {
+        "waiting": GaugeMetricFamily("queue_waiting_jobs", "Jobs waiting", labels=levels),
+        "in_flight": GaugeMetricFamily("queue_in_flight_jobs", "Jobs running", labels=levels),
+    }
+    for (kind, queue_label, level_label), amount in gauges.items():
+        jobs[kind].add_metric([queue_label, level_label], amount)
+    families: list[Any] = list(jobs.values())
+    for name, series in counters.items():
+        family: CounterMetricFamily | None = None
+        for label_items, amount in series.items():
+            if family is None:
+                keys = [k for k, _ in label_items]
+                family = CounterMetricFamily(f"queue_{name}", f"queue-service {name}", labels=keys)
+            family.add_metric([v for _, v in label_items], amount)
+        if family is not None:
+            families.append(family)
     by_name: dict[str, HistogramMetricFamily] = {}
     for (name, label_items), entry in histograms.items():
         keys = [k for k, _ in label_items]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hmac
+
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -11,7 +13,7 @@ from queue_service.api.metrics import prometheus_text
 from queue_service.api.openapi import openapi_document
 from queue_service.api.responses import OrjsonResponse
 from queue_service.api.state import AppState
-from queue_service.errors import ServiceUnavailable
+from queue_service.errors import Forbidden, ServiceUnavailable
 
 DOCS_PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>queue-service API</title>
@@ -44,8 +46,22 @@ async def openapi(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
+    """With keys on, only an admin key or the scrape token (QUEUE_METRICS_TOKEN) reads it."""
     state: AppState = request.app.state.queue
-    return Response(await prometheus_text(state.store), media_type=CONTENT_TYPE_LATEST)
+    scraper = not state.auth.enabled or _scrape_token(request, state.settings.metrics_token)
+    if not scraper and not (await state.admit(request)).admin:
+        raise Forbidden("metrics take an admin key or the scrape token")
+    text = await prometheus_text(state.store, state.settings.metrics_top_queues)
+    return Response(text, media_type=CONTENT_TYPE_LATEST)
+
+
+def _scrape_token(request: Request, token: str | None) -> bool:
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    return (
+        token is not None
+        and scheme.lower() == "bearer"
+        and hmac.compare_digest(presented.strip().encode(), token.encode())
+    )
 
 
 async def docs(request: Request) -> Response:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Iterable
+from dataclasses import dataclass
 from typing import Any, cast
 
 from redis.asyncio import Redis
@@ -109,6 +110,31 @@ class Statistics:
             "oldest_waiting_s": oldest_age,
         }
 
+    async def snapshot(self, queues: list[str]) -> dict[str, QueueSnapshot]:
+        """Every given queue's levels and counts, in one round trip (a pipeline)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for queue in queues:
+                for level in (0, 1):
+                    stream = self._keys.stream(queue, level)
+                    pipe.xlen(stream)
+                    pipe.xpending(stream, CONSUMER_GROUP)
+                pipe.hgetall(self._keys.queue_stats(queue))
+            replies = await pipe.execute(raise_on_error=False)
+        snapshots = {}
+        per_queue = 5
+        for index, queue in enumerate(queues):
+            row = replies[index * per_queue : (index + 1) * per_queue]
+            levels = {}
+            for level in (0, 1):
+                length, pending = row[2 * level], row[2 * level + 1]
+                length = length if isinstance(length, int) else 0
+                in_flight = pending["pending"] if isinstance(pending, dict) else 0
+                levels[level] = (max(length - in_flight, 0), in_flight)
+            raw = row[4] if isinstance(row[4], dict) else {}
+            counts = {name.decode(): float(value) for name, value in raw.items()}
+            snapshots[queue] = QueueSnapshot(levels, counts)
+        return snapshots
+
     async def queue(self, queue: str) -> dict[str, Any]:
         """A queue's figures: per level, totals by outcome, paused, the workers serving it."""
         await self._queues.ensure_groups(queue)
@@ -136,3 +162,18 @@ class Statistics:
             "totals": dict(totals),
             "workers": workers,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSnapshot:
+    """A queue's figures at one moment: per level (waiting, in flight), and its counts."""
+
+    levels: dict[int, tuple[int, int]]
+    counts: dict[str, float]
+
+    @property
+    def activity(self) -> float:
+        """How busy the queue is and was: jobs waiting and running, plus every put."""
+        now = sum(waiting + in_flight for waiting, in_flight in self.levels.values())
+        puts = sum(v for k, v in self.counts.items() if parse_field(k)[0] == "put")
+        return now + puts
