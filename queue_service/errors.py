@@ -8,6 +8,7 @@ QueueServiceError                  base: a message, an HTTP status and extra hea
 ├── TaskNotFound (404)             no such task or queue (for this tenant)
 ├── RequestTimeout (408)           a waited-for job did not finish within its timeout
 ├── Conflict (409)                 e.g. cancelling a finished task
+│   └── TooManyQueues              a new queue would pass QUEUE_MAX_QUEUES
 ├── PayloadTooLarge (413)
 ├── UnsupportedMediaType (415)
 ├── TooManyRequests (429)          a key's rate limit (Retry-After)
@@ -65,6 +66,10 @@ class RequestTimeout(QueueServiceError):
 
 class Conflict(QueueServiceError):
     status_code = 409
+
+
+class TooManyQueues(Conflict):
+    pass
 
 
 class PayloadTooLarge(QueueServiceError):

@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     callback_retry_horizon: float = Field(default=DAY, gt=0)
     dead_letter_retention: int = Field(default=7 * DAY, gt=0)
     max_waiting: int = Field(default=100_000, ge=0)
+    max_queues: int = Field(default=10_000, ge=0)
+    queue_idle_ttl: int = Field(default=3600, ge=0)
 
     metrics_token: str | None = None
     metrics_top_queues: int = Field(default=50, ge=1)

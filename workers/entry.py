@@ -20,6 +20,7 @@ from queue_service.store.keys import Keys
 
 from .adapters import Upstream
 from .callbacks import DELIVER_CALLBACK, deliver_callback, sweep_overdue_callbacks
+from .idle_queues import sweep_idle_queues
 from .routing import RoutingError, RoutingTable
 from .runtime import WorkerRuntime
 from .schedule import ScheduleError, schedule_cron_jobs
@@ -102,6 +103,12 @@ def worker_settings(settings: Settings, queues: frozenset[str] | None = None) ->
                 sweep_overdue_callbacks,
                 name=f"cron:{keys.prefix}:sweep_overdue_callbacks",
                 second={0},
+                unique=True,
+            ),
+            cron(
+                sweep_idle_queues,
+                name=f"cron:{keys.prefix}:sweep_idle_queues",
+                second={30},
                 unique=True,
             ),
             *schedule_cron_jobs(settings.schedule_file, keys.prefix, settings.max_timeout),

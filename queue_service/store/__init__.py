@@ -57,6 +57,7 @@ class Store:
         redis_url: str,
         retention_s: int,
         max_waiting: int = 0,
+        max_queues: int = 0,
         heartbeat_interval: float = 2.0,
     ) -> None:
         self._redis = redis
@@ -65,7 +66,7 @@ class Store:
         self.ids = TaskIdFactory(0)
         lua = LuaScripts(redis)
         self.instance = InstanceLease(keys, lua, self.ids)
-        self.queues = QueueRegistry(redis, keys, lua)
+        self.queues = QueueRegistry(redis, keys, lua, max_queues)
         self.tasks = Tasks(redis, keys, lua, self.queues, self.ids, retention_s, max_waiting)
         self.heartbeats = Heartbeats(redis, keys, heartbeat_interval)
         self.statistics = Statistics(redis, keys, self.queues, self.heartbeats)
@@ -82,6 +83,7 @@ class Store:
             redis_url=settings.redis_url,
             retention_s=settings.result_retention,
             max_waiting=settings.max_waiting,
+            max_queues=settings.max_queues,
             heartbeat_interval=settings.heartbeat_interval,
         )
 

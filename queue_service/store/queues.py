@@ -1,5 +1,6 @@
 """The queue registry: each queue name's small integer id (it appears in task ids), its
-level streams and consumer group, which tenants use it, and whether it is paused."""
+level streams and consumer group, which tenants use it, and whether it is paused. There are
+at most `max_queues` of them; a queue idle long enough is removed (`remove_if_idle`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from typing import cast
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from queue_service.errors import TooManyQueues
+from queue_service.timing import now_ms
+
 from .keys import CONSUMER_GROUP, Keys
 from .lua import LuaScripts
 
@@ -16,8 +20,9 @@ LEVELS = (0, 1)
 
 
 class QueueRegistry:
-    def __init__(self, redis: Redis, keys: Keys, lua: LuaScripts) -> None:
+    def __init__(self, redis: Redis, keys: Keys, lua: LuaScripts, max_queues: int = 0) -> None:
         self._redis = redis
+        self.max_queues = max_queues
         self._keys = keys
         self._lua = lua
         self._ids: dict[str, int] = {}
@@ -35,17 +40,26 @@ class QueueRegistry:
 
         Also heals a queue whose registration was lost with Redis's data."""
         keys = self._keys
-        queue_id = await self._lua.register_queue(
-            ids=keys.queue_ids,
-            names=keys.queue_names,
-            sequence=keys.queue_seq,
-            meta=keys.queue_meta(name),
-            streams=(keys.stream(name, 0), keys.stream(name, 1)),
-            name=name,
-            announce_channel=keys.new_queue_channel,
-            group=CONSUMER_GROUP,
-            preferred_id=preferred_id,
-        )
+        try:
+            queue_id = await self._lua.register_queue(
+                ids=keys.queue_ids,
+                names=keys.queue_names,
+                sequence=keys.queue_seq,
+                meta=keys.queue_meta(name),
+                streams=(keys.stream(name, 0), keys.stream(name, 1)),
+                name=name,
+                announce_channel=keys.new_queue_channel,
+                group=CONSUMER_GROUP,
+                preferred_id=preferred_id,
+                max_queues=self.max_queues,
+            )
+        except ResponseError as exc:
+            if str(exc).startswith("TOO_MANY_QUEUES"):
+                raise TooManyQueues(
+                    f"the service already holds its most queues ({self.max_queues}); put on "
+                    "an existing queue, or retry once idle queues have been removed"
+                ) from None
+            raise
         self._forget(name)
         self._remember(name, queue_id)
         return queue_id
@@ -90,6 +104,28 @@ class QueueRegistry:
         else:
             await cast(Awaitable[int], self._redis.srem(self._keys.paused, name))
         await self._redis.publish(self._keys.new_queue_channel, name)  # workers look again
+
+    async def remove_if_idle(self, name: str, idle_s: float) -> bool:
+        """Remove the queue (its streams, figures and registration) when nothing waits, runs
+        or is owed on it and its last task record expired `idle_s` seconds ago or more."""
+        keys = self._keys
+        removed = await self._lua.remove_queue(
+            ids=keys.queue_ids,
+            names=keys.queue_names,
+            meta=keys.queue_meta(name),
+            streams=(keys.stream(name, 0), keys.stream(name, 1)),
+            stats=keys.queue_stats(name),
+            tenants=keys.queue_tenants(name),
+            callbacks_due=keys.callbacks_due(name),
+            paused=keys.paused,
+            name=name,
+            now_ms=now_ms(),
+            idle_ms=int(idle_s * 1000),
+            announce_channel=keys.new_queue_channel,
+        )
+        if removed:
+            self._forget(name)
+        return removed
 
     async def ensure_groups(self, name: str) -> None:
         """Create both level streams of a queue and their consumer group, if missing."""

@@ -44,6 +44,7 @@ class LuaScripts:
         self._rate_limit = load("rate_limit")
         self._limit_acquire = load("limit_acquire")
         self._instance_lease = load("instance_lease")
+        self._remove_queue = load("remove_queue")
 
     async def put(
         self,
@@ -167,11 +168,35 @@ class LuaScripts:
         announce_channel: str,
         group: str,
         preferred_id: int,
+        max_queues: int,
     ) -> int:
-        """The queue's id (`preferred_id` when free); a new queue is announced."""
+        """The queue's id (`preferred_id` when free); a new queue is announced.
+
+        ResponseError TOO_MANY_QUEUES: a new queue would pass `max_queues`."""
         keys = [ids, names, sequence, meta, *streams]
-        args: list[Any] = [name, announce_channel, group, preferred_id]
+        args: list[Any] = [name, announce_channel, group, preferred_id, max_queues]
         return int(await self._register_queue(keys=keys, args=args))
+
+    async def remove_queue(
+        self,
+        *,
+        ids: str,
+        names: str,
+        meta: str,
+        streams: tuple[str, str],
+        stats: str,
+        tenants: str,
+        callbacks_due: str,
+        paused: str,
+        name: str,
+        now_ms: int,
+        idle_ms: int,
+        announce_channel: str,
+    ) -> bool:
+        """Remove a queue idle for `idle_ms` (nothing waiting, running or owed); else False."""
+        keys = [ids, names, meta, *streams, stats, tenants, callbacks_due, paused]
+        args: list[Any] = [name, now_ms, idle_ms, announce_channel]
+        return bool(await self._remove_queue(keys=keys, args=args))
 
     async def instance_lease(self, *, lease: str, token: str, ttl_ms: int) -> bool:
         """Hold (or take) an instance number's lease; False when another process holds it."""

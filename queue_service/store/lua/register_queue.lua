@@ -5,11 +5,14 @@
 -- KEYS[1] name->id hash, KEYS[2] id->name hash, KEYS[3] id counter, KEYS[4] queue meta,
 -- KEYS[5] level 0 stream, KEYS[6] level 1 stream
 -- ARGV[1] queue name, ARGV[2] channel announcing new queues to workers, ARGV[3] consumer
--- group, ARGV[4] preferred id (0: none)
--- Returns the queue's id.
-local name, preferred = ARGV[1], tonumber(ARGV[4])
+-- group, ARGV[4] preferred id (0: none), ARGV[5] most queues registered (0: no limit)
+-- Returns the queue's id, or an error TOO_MANY_QUEUES when a new queue would pass the limit.
+local name, preferred, most = ARGV[1], tonumber(ARGV[4]), tonumber(ARGV[5])
 local id = redis.call('HGET', KEYS[1], name)
 if not id or redis.call('HGET', KEYS[2], id) ~= name then
+  if most > 0 and not id and redis.call('HLEN', KEYS[1]) >= most then
+    return redis.error_reply('TOO_MANY_QUEUES ' .. most)
+  end
   local holder = preferred > 0 and redis.call('HGET', KEYS[2], preferred)
   if preferred > 0 and (not holder or holder == name) then
     id = preferred
