@@ -125,8 +125,7 @@ def schedule_cron_jobs(path: str | None, prefix: str, max_timeout: int) -> list[
             runtime = ctx["runtime"]
             tasks: Tasks = runtime.store.tasks
             timeout = request.timeout or runtime.settings.callback_timeout
-            submission = await tasks.enqueue(request, NO_AUTH_TENANT, timeout)
-            return submission.text_id
+            return await tasks.enqueue(request, NO_AUTH_TENANT, timeout)
 
         jobs.append(
             cron(

@@ -9,7 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from queue_service.api import waiting
-from queue_service.errors import Conflict, Forbidden, StaleSubmission, TaskNotFound
+from queue_service.errors import BadRequest, Conflict, Forbidden, StaleSubmission, TaskNotFound
 from queue_service.models import QUEUE_NAME_PATTERN, TERMINAL_STATUSES, PutRequest, ResponseMode
 
 from .body import parse_model, read_json_bytes
@@ -30,21 +30,29 @@ async def put(request: Request) -> Response:
     principal.check_queue(job.queue)
     if job.callback_url is not None:
         await state.callback_policy.allows(job.callback_url)
-    tasks, tenant = state.store.tasks, principal.tenant
+    tasks = state.store.tasks
     timeout = job.timeout or state.default_timeout(job.response_mode)
-    sealed = state.sealed_key(request)
+    args = (job, principal.tenant, timeout, state.sealed_key(request), _idempotency_key(request))
     if job.response_mode is ResponseMode.CALLBACK:
-        submission = await tasks.enqueue(job, tenant, timeout, sealed)
-        return ok(submission.text_id)
+        return ok(await tasks.enqueue(*args))
     wait = waiting.blocking if job.response_mode is ResponseMode.BLOCKING else waiting.streaming
     try:
-        return await wait(
-            state, request, await tasks.prepare(job, principal.tenant, timeout, sealed)
-        )
+        return await wait(state, request, await tasks.prepare(*args))
     except StaleSubmission:  # its queue was registered anew: once more, with the new id
-        return await wait(
-            state, request, await tasks.prepare(job, principal.tenant, timeout, sealed)
-        )
+        return await wait(state, request, await tasks.prepare(*args))
+
+
+IDEMPOTENCY_KEY_HEADER = "idempotency-key"
+
+
+def _idempotency_key(request: Request) -> str | None:
+    """The client's `Idempotency-Key` (1-255 visible ASCII characters), if it sent one."""
+    key = request.headers.get(IDEMPOTENCY_KEY_HEADER)
+    if key is None:
+        return None
+    if not 0 < len(key) <= 255 or not all("!" <= char <= "~" for char in key):
+        raise BadRequest("Idempotency-Key must be 1 to 255 visible ASCII characters")
+    return key
 
 
 async def get_task(request: Request) -> Response:

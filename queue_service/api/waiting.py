@@ -20,7 +20,13 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from queue_service.errors import ClientGone, HubDisconnected, RequestTimeout, SlowReader
+from queue_service.errors import (
+    ClientGone,
+    Conflict,
+    HubDisconnected,
+    RequestTimeout,
+    SlowReader,
+)
 from queue_service.models import Status
 from queue_service.store import Submission
 from queue_service.store.events import Chunk, Done, Head, TaskEvent
@@ -90,11 +96,22 @@ async def _abandon(
             await tasks.cancel(text_id, tenant, reason)
 
 
+async def _submit(state: AppState, submission: Submission) -> None:
+    """Submit a job this request will wait for; a retried request (same Idempotency-Key)
+    cannot wait on the first one's events, so it learns where to find that job instead."""
+    stored = await state.store.tasks.submit(submission)
+    if stored != submission.text_id:
+        raise Conflict(
+            f"this request was put before as task {stored}; GET /v1/queue/{stored} for it",
+            headers={TASK_ID_HEADER: stored},
+        )
+
+
 async def blocking(state: AppState, request: Request, submission: Submission) -> Response:
     text_id = submission.text_id
     deadline = time.monotonic() + submission.timeout_s
     async with state.hub.subscribe(submission.channel) as events:
-        await state.store.tasks.submit(submission)
+        await _submit(state, submission)
         try:
             while True:
                 event = await wait_or_leave(
@@ -162,7 +179,7 @@ async def streaming(state: AppState, request: Request, submission: Submission) -
         await subscription.aclose()
 
     try:
-        await state.store.tasks.submit(submission)
+        await _submit(state, submission)
         first = await wait_or_leave(request, events.next(), deadline - time.monotonic(), text_id)
     except BaseException as exc:  # no stream to relay: clean up here, not in close()
         timed_out = isinstance(exc, RequestTimeout)

@@ -9,8 +9,11 @@ and nothing is submitted (exit 2). A line the service refuses stops the run (exi
 puts under way end; fix it and run again.
 
 Resuming: each submitted line is appended, flushed, to `FILE.submitted` as
-`{"line", "custom_id", "task_id"}`, and a later run skips the lines found there. A run killed
-between a put and its record puts that line again when resumed (at least once).
+`{"line", "custom_id", "task_id"}`, and a later run skips the lines found there. Every put
+carries an `Idempotency-Key` made from the file and the line's custom_id, so a line put again
+after a kill (between its put and its record) creates no second job: the service answers the
+first task's id. Ctrl-C or SIGTERM stops taking new lines, lets the puts under way finish and
+records them, says how far it got, and exits 130.
 
 With `--wait --out RESULTS`, every task of the file (this run's and earlier runs') is waited
 for and RESULTS gets one line per job as it ends:
@@ -21,8 +24,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import hashlib
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -178,12 +185,24 @@ class Progress:
         sys.stderr.flush()
 
 
+def idempotency_key(path: Path, job: Job) -> str:
+    """The line's own Idempotency-Key, the same in every run over this file: a put that is
+    sent again (its answer lost to a kill, say) creates no second job."""
+    named = f"{path.resolve()}\0{job.custom_id}".encode()
+    return "submit-" + hashlib.sha256(named).hexdigest()[:40]
+
+
 async def _put(client: AsyncQueueClient, job: Job, args: argparse.Namespace) -> str:
     """Put one job, waiting out a full queue (or a rate limit) as the service asks."""
     while True:
         try:
             return await client.put(
-                args.queue, job.endpoint, job.data, level=args.level, callback_url=args.callback_url
+                args.queue,
+                job.endpoint,
+                job.data,
+                level=args.level,
+                callback_url=args.callback_url,
+                idempotency_key=idempotency_key(args.file, job),
             )
         except QueueFull as exc:
             await asyncio.sleep(exc.retry_after or 1.0)
@@ -195,13 +214,15 @@ async def for_each(
     where: Callable[[T], str],
     progress: Progress,
     concurrency: int,
+    stop: asyncio.Event,
 ) -> list[str]:
-    """`step` every item, `concurrency` at a time, until the first error; the errors."""
+    """`step` every item, `concurrency` at a time, until the first error or `stop` (the
+    steps under way end first); the errors."""
     failures: list[str] = []
 
     async def steps() -> None:
         for item in items:
-            if failures:
+            if failures or stop.is_set():
                 return
             try:
                 await step(item)
@@ -218,7 +239,11 @@ async def for_each(
 
 
 async def submit_jobs(
-    client: AsyncQueueClient, args: argparse.Namespace, state: dict[int, Submitted], total: int
+    client: AsyncQueueClient,
+    args: argparse.Namespace,
+    state: dict[int, Submitted],
+    total: int,
+    stop: asyncio.Event,
 ) -> list[str]:
     """Put every job not in `state`, recording each in the state file; the errors."""
 
@@ -232,7 +257,7 @@ async def submit_jobs(
     progress = Progress("submitted", total, len(state))
     with append_state(args.file.with_name(args.file.name + STATE_SUFFIX)) as record_to:
         return await for_each(
-            pending, put, lambda job: f"{args.file}:{job.line}", progress, args.concurrency
+            pending, put, lambda job: f"{args.file}:{job.line}", progress, args.concurrency, stop
         )
 
 
@@ -246,7 +271,10 @@ async def _outcome(client: AsyncQueueClient, record: Submitted, poll: float) -> 
 
 
 async def wait_jobs(
-    client: AsyncQueueClient, args: argparse.Namespace, records: list[Submitted]
+    client: AsyncQueueClient,
+    args: argparse.Namespace,
+    records: list[Submitted],
+    stop: asyncio.Event,
 ) -> list[str]:
     """Write every task's outcome to `--out` as it ends; the errors."""
 
@@ -258,7 +286,7 @@ async def wait_jobs(
 
     with args.out.open("wb") as out:
         progress = Progress("finished", len(records))
-        return await for_each(iter(records), wait, where, progress, args.concurrency)
+        return await for_each(iter(records), wait, where, progress, args.concurrency, stop)
 
 
 def _report(*lines: str) -> None:
@@ -276,17 +304,47 @@ async def submit(args: argparse.Namespace) -> int:
         return 2
     if state:
         _report(f"resuming: {len(state)} of {total} jobs submitted before")
-    async with AsyncQueueClient(args.api, api_key=args.api_key) as client:
-        failures = await submit_jobs(client, args, state, total)
-        if failures:
-            _report(*failures, "stopped: run the same command again to resume")
-            return 1
-        if args.wait:
-            failures = await wait_jobs(client, args, sorted(state.values(), key=lambda r: r.line))
+    before = len(state)
+    with _interruptible() as stop:
+        async with AsyncQueueClient(args.api, api_key=args.api_key) as client:
+            failures = await submit_jobs(client, args, state, total, stop)
             if failures:
-                _report(*failures, f"stopped waiting: {args.out} is incomplete; run again")
+                _report(*failures, "stopped: run the same command again to resume")
                 return 1
+            if stop.is_set():
+                _report(
+                    f"interrupted: {len(state)} of {total} jobs submitted "
+                    f"({len(state) - before} in this run); run the same command to resume"
+                )
+                return INTERRUPTED
+            if args.wait:
+                records = sorted(state.values(), key=lambda r: r.line)
+                failures = await wait_jobs(client, args, records, stop)
+                if failures or stop.is_set():
+                    _report(*failures, f"stopped waiting: {args.out} is incomplete; run again")
+                    return 1 if failures else INTERRUPTED
     return 0
+
+
+INTERRUPTED = 130
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[asyncio.Event]:
+    """An event set by Ctrl-C (SIGINT) or SIGTERM, instead of their usual abrupt end."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    # Signals reach the main thread only (elsewhere, e.g. run from another program's thread,
+    # they keep their usual meaning).
+    main = threading.current_thread() is threading.main_thread()
+    signals = (signal.SIGINT, signal.SIGTERM) if main else ()
+    for number in signals:
+        loop.add_signal_handler(number, stop.set)
+    try:
+        yield stop
+    finally:
+        for number in signals:
+            loop.remove_signal_handler(number)
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -73,8 +73,10 @@ class AsyncQueueClient:
         level: int = 1,
         callback_url: str | None = None,
         timeout: int | None = None,
+        idempotency_key: str | None = None,
     ) -> str:
-        """Queue a job; its task id."""
+        """Queue a job; its task id. With `idempotency_key`, sending the same put again
+        (say after a lost answer) answers the first task's id and creates nothing."""
         call = put_call(
             queue,
             endpoint,
@@ -83,6 +85,7 @@ class AsyncQueueClient:
             mode="callback",
             callback_url=callback_url,
             timeout=timeout,
+            idempotency_key=idempotency_key,
         )
         return task_id_of(envelope_data(await self._send(call)))
 

@@ -37,6 +37,8 @@ class Call:
     body: dict[str, Any] | None = None
     waits: bool = False
     """Blocking or streaming: no read timeout (the service ends it at the job's timeout)."""
+    idempotency_key: str | None = None
+    """Sent as `Idempotency-Key`: the same put sent again creates no second job."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +66,7 @@ def put_call(
     mode: Mode,
     callback_url: str | None = None,
     timeout: int | None = None,
+    idempotency_key: str | None = None,
 ) -> Call:
     body: dict[str, Any] = {
         "queue": queue,
@@ -76,7 +79,7 @@ def put_call(
         body["callback_url"] = callback_url
     if timeout is not None:
         body["timeout"] = timeout
-    return Call("POST", "/v1/queue/put", body, waits=mode != "callback")
+    return Call("POST", "/v1/queue/put", body, mode != "callback", idempotency_key)
 
 
 def get_call(task_id: str) -> Call:
@@ -94,7 +97,9 @@ def build_request(http: httpx.Client | httpx.AsyncClient, call: Call) -> httpx.R
         timeout = httpx.Timeout(
             connect=timeout.connect, read=None, write=timeout.write, pool=timeout.pool
         )
-    headers = _JSON_HEADERS if content is not None else None
+    headers = dict(_JSON_HEADERS) if content is not None else {}
+    if call.idempotency_key is not None:
+        headers["idempotency-key"] = call.idempotency_key
     return http.build_request(
         call.method, call.path, content=content, headers=headers, timeout=timeout
     )

@@ -105,6 +105,11 @@ class Keys:
         a missing or different one means the registry was lost or changed (see `put.lua`)."""
         return f"{self.prefix}:{{{queue}}}:meta"
 
+    def idempotency(self, queue: str, digest: str) -> str:
+        """String: `<fingerprint> <task id>` of the put made with one tenant's idempotency
+        key on this queue (`digest` of tenant and key); expires with that task."""
+        return f"{self.prefix}:{{{queue}}}:idempotency:{digest}"
+
     def task(self, queue: str, task_id: str) -> str:
         return f"{self.prefix}:{{{queue}}}:task:{task_id}"
 

@@ -7,8 +7,9 @@ and scheduled jobs all `prepare` a `Submission` and submit it.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import cast
 
@@ -16,7 +17,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from queue_service.errors import QueueFull, StaleSubmission
+from queue_service.errors import Conflict, QueueFull, StaleSubmission
 from queue_service.models import (
     TERMINAL_STATUSES,
     CallbackState,
@@ -53,6 +54,8 @@ class Submission:
     channel: str
     """Pub/sub channel of the task's events: subscribe before submitting to miss none."""
     sealed_upstream_key: bytes | None = None
+    idempotency_key: str | None = None
+    """The client's `Idempotency-Key`: a retried put of the same request creates nothing."""
 
     @property
     def text_id(self) -> str:
@@ -91,12 +94,15 @@ class Tasks:
         tenant: str,
         timeout_s: int,
         sealed_upstream_key: bytes | None = None,
+        idempotency_key: str | None = None,
     ) -> Submission:
         """Give the job its id (registering its queue on first use); nothing is queued yet."""
         queue_id = await self._queues.id(job.queue)
         task_id = self._ids.make(queue_id, job.level, job.response_mode)
         channel = self._keys.task_channel(job.queue, str(task_id))
-        return Submission(task_id, job, tenant, timeout_s, channel, sealed_upstream_key)
+        return Submission(
+            task_id, job, tenant, timeout_s, channel, sealed_upstream_key, idempotency_key
+        )
 
     async def enqueue(
         self,
@@ -104,19 +110,51 @@ class Tasks:
         tenant: str,
         timeout_s: int,
         sealed_upstream_key: bytes | None = None,
-    ) -> Submission:
-        """`prepare` and `submit` a job nobody waits on (callback mode)."""
+        idempotency_key: str | None = None,
+    ) -> str:
+        """`prepare` and `submit` a job nobody waits on (callback mode); its task id."""
+        args = (job, tenant, timeout_s, sealed_upstream_key, idempotency_key)
         try:
-            submission = await self.prepare(job, tenant, timeout_s, sealed_upstream_key)
-            await self.submit(submission)
+            return await self.submit(await self.prepare(*args))
         except StaleSubmission:  # its queue was registered anew: once more, with the new id
-            submission = await self.prepare(job, tenant, timeout_s, sealed_upstream_key)
-            await self.submit(submission)
-        return submission
+            return await self.submit(await self.prepare(*args))
 
-    async def submit(self, submission: Submission) -> None:
-        """Store the task record and enqueue it, in one atomic step (QueueFull: nothing stored)."""
+    async def submit(self, submission: Submission) -> str:
+        """Store the task record and enqueue it, in one atomic step (QueueFull: nothing
+        stored). Returns the id of the task that holds the job: this one, or, when the
+        submission's idempotency key put the same request before, that earlier task (and
+        nothing new is stored). The same key with another request is a Conflict."""
         job, text_id = submission.job, submission.text_id
+        queue, queue_id = job.queue, submission.task_id.queue_id
+        put = self._put(submission)
+        for attempt in (1, 2):
+            try:
+                entry = await put()
+                break
+            except ResponseError as exc:
+                refusal = str(exc)
+                if refusal.startswith("IDEMPOTENT"):
+                    return self._earlier(submission, refusal)
+                if refusal.startswith("DUPLICATE"):
+                    raise StaleSubmission(f"task id {text_id} is taken; put it again") from exc
+                if not refusal.startswith("STALE") or attempt == 2:
+                    raise
+            log.warning("queue %s lost its registration (Redis lost data?); registering", queue)
+            if await self._queues.register(queue, preferred_id=queue_id) != queue_id:
+                raise StaleSubmission(f"queue {queue} has a new id; put the job again")
+        if entry is None:
+            raise QueueFull(
+                f"queue {queue} level {job.level} already holds {self.max_waiting} waiting "
+                "jobs; retry later",
+                retry_after=QUEUE_FULL_RETRY_AFTER,
+            )
+        mode = job.response_mode.value
+        log.info("task %s queued (queue %s, level %d, mode %s)", text_id, queue, job.level, mode)
+        return text_id
+
+    def _put(self, submission: Submission) -> Callable[[], Awaitable[bytes | None]]:
+        """The `put.lua` call that stores this submission."""
+        job, text_id, tenant = submission.job, submission.text_id, submission.tenant
         created = now_ms()
         record = TaskRecord(
             task_id=text_id,
@@ -126,7 +164,7 @@ class Tasks:
             endpoint=job.endpoint,
             data=orjson.dumps(job.data),
             callback_url=job.callback_url or "",
-            tenant=submission.tenant,
+            tenant=tenant,
             status=Status.QUEUED,
             created_at=created,
             deadline=created + submission.timeout_s * 1000,
@@ -134,10 +172,13 @@ class Tasks:
         fields = record.to_hash()
         if submission.sealed_upstream_key is not None:
             fields[UPSTREAM_KEY_FIELD] = submission.sealed_upstream_key
-        queue, level, mode = job.queue, job.level, job.response_mode.value
-        queue_id = submission.task_id.queue_id
+        queue, level = job.queue, job.level
         ttl_ms = submission.timeout_s * 1000 + self.retention_ms
-        put = functools.partial(
+        idempotency = None
+        if submission.idempotency_key is not None:
+            digest = _digest(tenant, submission.idempotency_key)
+            idempotency = self._keys.idempotency(queue, digest)
+        return functools.partial(
             self._lua.put,
             task=self._keys.task(queue, text_id),
             stream=self._keys.stream(queue, level),
@@ -148,30 +189,26 @@ class Tasks:
             ttl_ms=ttl_ms,
             max_waiting=self.max_waiting,
             group=CONSUMER_GROUP,
-            statistic=field("put", level=level, mode=mode),
-            tenant=submission.tenant,
-            queue_id=queue_id,
+            statistic=field("put", level=level, mode=job.response_mode.value),
+            tenant=tenant,
+            queue_id=submission.task_id.queue_id,
             expires_at_ms=created + ttl_ms,
             record=fields,
+            idempotency=idempotency,
+            fingerprint=_fingerprint(job) if idempotency else "",
         )
-        try:
-            entry = await put()
-        except ResponseError as exc:
-            if str(exc).startswith("DUPLICATE"):
-                raise StaleSubmission(f"task id {text_id} is taken; put the job again") from exc
-            if not str(exc).startswith("STALE"):
-                raise
-            log.warning("queue %s lost its registration (Redis lost data?); registering", queue)
-            if await self._queues.register(queue, preferred_id=queue_id) != queue_id:
-                raise StaleSubmission(f"queue {queue} has a new id; put the job again") from exc
-            entry = await put()
-        if entry is None:
-            raise QueueFull(
-                f"queue {queue} level {level} already holds {self.max_waiting} waiting jobs; "
-                "retry later",
-                retry_after=QUEUE_FULL_RETRY_AFTER,
+
+    @staticmethod
+    def _earlier(submission: Submission, refusal: str) -> str:
+        """The task an idempotency key put before: its id if it was this same request."""
+        _, fingerprint, earlier = refusal.split(" ", 2)
+        if fingerprint != _fingerprint(submission.job):
+            raise Conflict(
+                f"this Idempotency-Key was used for another request (task {earlier}); "
+                "use a new key for a new request"
             )
-        log.info("task %s queued (queue %s, level %d, mode %s)", text_id, queue, level, mode)
+        log.info("task %s: same request, same idempotency key; nothing new", earlier)
+        return earlier
 
     # -- the submitter's view -----------------------------------------------------------
     async def get(self, text_id: str, tenant: str) -> TaskRecord | None:
@@ -308,3 +345,14 @@ class Tasks:
             outcome=outcome.fields(finished),
             statistics=finish_counts(record, outcome, finished),
         )
+
+
+def _digest(tenant: str, key: str) -> str:
+    """Names a tenant's idempotency key in Redis (each tenant has keys of its own)."""
+    return hashlib.sha256(f"{tenant}\0{key}".encode()).hexdigest()[:32]
+
+
+def _fingerprint(job: PutRequest) -> str:
+    """The request's identity: equal for equal requests, however their JSON was written."""
+    canonical = orjson.dumps(job.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()[:32]

@@ -63,10 +63,13 @@ class LuaScripts:
         queue_id: int,
         expires_at_ms: int,
         record: Fields,
+        idempotency: str | None = None,
+        fingerprint: str = "",
     ) -> bytes | None:
         """Store the record and XADD the id; the entry id, or None when the level is full.
 
-        ResponseError STALE: the queue is not registered under `queue_id` (any more)."""
+        ResponseError STALE: the queue is not registered under `queue_id` (any more);
+        IDEMPOTENT <fingerprint> <task id>: the `idempotency` key was used already."""
         args: list[Any] = [
             task_id,
             ttl_ms,
@@ -76,9 +79,12 @@ class LuaScripts:
             tenant,
             queue_id,
             expires_at_ms,
+            fingerprint,
         ]
         args += _flatten(record)
         keys = [task, stream, stats, tenants, meta]
+        if idempotency is not None:
+            keys.append(idempotency)
         entry: bytes | None = await self._put(keys=keys, args=args)
         return entry
 
