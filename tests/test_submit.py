@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from arq.worker import Worker
@@ -283,3 +285,46 @@ async def test_usage_errors(
 def test_queue_service_has_the_submit_command() -> None:
     args = build_parser().parse_args(["submit", "jobs.jsonl", "--queue", "q", "--wait"])
     assert (args.command, args.queue, args.level, args.concurrency) == ("submit", "q", 1, 16)
+
+
+async def jobs_on_server(service: Service) -> int:
+    """How many jobs the service holds for queue `batch` (its put count)."""
+    async with httpx.AsyncClient(base_url=service.url) as api:
+        stats = (await api.get("/v1/queue/batch/stats")).json()["data"]
+    return int(stats["totals"].get("put", 0))
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+async def test_an_interrupted_run_and_its_rerun_create_each_job_once(
+    tmp_path: Path, service: Service, stop: signal.Signals
+) -> None:
+    total = 50
+    jobs = write_lines(tmp_path / "jobs.jsonl", [chat(f"job {n}") for n in range(1, total + 1)])
+    state_path = jobs.with_name("jobs.jsonl" + STATE_SUFFIX)
+    service.delay = 0.1  # 4 puts at a time, each held: puts are under way when it stops
+    argv = [*common(service, "http://127.0.0.1:9/cb"), "--concurrency", "4"]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        SUBMIT_SCRIPT,
+        "submit",
+        str(jobs),
+        *argv,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    await eventually(
+        lambda: state_path.exists() and state_path.read_bytes().count(b"\n") >= 8, timeout=10
+    )
+    process.send_signal(stop)
+    _, stderr = await asyncio.wait_for(process.communicate(), 15)
+    recorded = read_lines(state_path)
+    assert len(recorded) < total
+    if stop is not signal.SIGKILL:  # a clean stop: what was put is recorded, and said
+        assert process.returncode == 130
+        assert f"interrupted: {len(recorded)} of {total} jobs submitted" in stderr.decode()
+        assert await jobs_on_server(service) == len(recorded)
+
+    service.delay = 0.0
+    assert await submit(jobs, *argv) == 0
+    assert len(read_lines(state_path)) == total
+    assert await jobs_on_server(service) == total  # never a second job for a line
