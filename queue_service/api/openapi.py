@@ -43,8 +43,9 @@ def _errors(*codes: int, upstream: bool = False) -> dict[str, Any]:
         401: "missing or invalid API key",
         403: "the key may not use this queue",
         404: "no such task (for this tenant)",
-        408: "the job did not finish within its timeout (it was cancelled)",
-        409: "the task already finished",
+        408: "the job did not finish within its timeout (it ended `timeout`)",
+        409: "the task already finished; an Idempotency-Key used for another request; or no "
+        "room for a new queue (QUEUE_MAX_QUEUES)",
         413: "body too large",
         415: "not JSON",
         429: "rate limit or queue full (see Retry-After)",
@@ -108,6 +109,19 @@ TASK_ID = {
 
 QUEUE = {"name": "queue", "in": "path", "required": True, "schema": {"type": "string"}}
 
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
+    "description": (
+        "Makes a retried put safe: the same key (per tenant and queue) with the same request "
+        "answers the first task's id and creates nothing; with another request, 409. A key "
+        "lives as long as its task. Blocking and streaming puts sent again answer 409 with "
+        "the first task's id in X-Task-Id."
+    ),
+}
+
 
 def openapi_document(endpoints: frozenset[str], max_timeout: int) -> dict[str, Any]:
     put_answer = {
@@ -134,13 +148,14 @@ def openapi_document(endpoints: frozenset[str], max_timeout: int) -> dict[str, A
                 "post": {
                     "summary": "Put a job on a queue",
                     "operationId": "put",
+                    "parameters": [IDEMPOTENCY_KEY],
                     "requestBody": {
                         "required": True,
                         "content": {"application/json": {"schema": _ref(PutRequest)}},
                     },
                     "responses": {
                         "200": put_answer,
-                        **_errors(400, 401, 403, 408, 413, 415, 429, 503, upstream=True),
+                        **_errors(400, 401, 403, 408, 409, 413, 415, 429, 503, upstream=True),
                         "default": {"description": "blocking mode: the upstream's error status"},
                     },
                 }
@@ -194,13 +209,13 @@ def openapi_document(endpoints: frozenset[str], max_timeout: int) -> dict[str, A
             },
             "/metrics": {
                 "get": {
-                    "summary": "Prometheus metrics",
-                    "security": [],
+                    "summary": "Prometheus metrics (keys on: an admin key or the scrape token)",
                     "responses": {
                         "200": {
                             "description": "text exposition",
                             "content": {"text/plain": {"schema": {"type": "string"}}},
-                        }
+                        },
+                        **_errors(401, 403, 503),
                     },
                 }
             },
