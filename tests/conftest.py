@@ -16,9 +16,10 @@ from arq.worker import Worker
 from redis.asyncio import Redis
 
 from queue_service.api.app import create_app
-from queue_service.dev.embedded_redis import EmbeddedRedis, free_port, redis_answers
+from queue_service.dev.embedded_redis import EmbeddedRedis, free_port
 from queue_service.mock_upstream import MockConfig, create_mock_app
 from queue_service.settings import Settings
+from queue_service.store.probe import redis_answers
 from tests.helpers import eventually
 from tests.servers import CallbackReceiver, serve
 from workers.entry import ResilientWorker, worker_settings

@@ -12,15 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
-
-def redis_answers(host: str = "127.0.0.1", port: int = 6379, timeout: float = 0.5) -> bool:
-    """True when a Redis server answers PING at host:port."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
+from queue_service.store.probe import redis_answers
 
 
 def redis_server_binary() -> Path:

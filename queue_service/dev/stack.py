@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from queue_service.dev.embedded_redis import EmbeddedRedis, free_port, redis_answers
+from queue_service.dev.embedded_redis import EmbeddedRedis, free_port
+from queue_service.store.probe import redis_answers
 
 MOCK_PORT = 7860
 DATA_DIR = Path(".queue-service")

@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from queue_service.dev.embedded_redis import EmbeddedRedis, free_port, redis_answers
+from queue_service.dev.embedded_redis import EmbeddedRedis, free_port
+from queue_service.store.probe import redis_answers
 
 ROOT = Path(__file__).resolve().parents[2]
 """The repository root: BENCHMARKS.md and DRILLS.md are written here."""
