@@ -9,6 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from queue_service.models import QUEUE_NAME_PATTERN
 from queue_service.outbound import IPNetwork, parse_networks
 
 DAY = 24 * 3600
@@ -66,6 +67,7 @@ class Settings(BaseSettings):
     callback_retry_horizon: float = Field(default=DAY, gt=0)
     dead_letter_retention: int = Field(default=7 * DAY, gt=0)
     max_waiting: int = Field(default=100_000, ge=0)
+    default_queue: str = Field(default="default", pattern=QUEUE_NAME_PATTERN)
     max_queues: int = Field(default=10_000, ge=0)
     queue_idle_ttl: int = Field(default=3600, ge=0)
 

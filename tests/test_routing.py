@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from queue_service.upstreams import RoutingError
 from tests.conftest import process_env
 from workers.adapters import Upstream
-from workers.routing import Limit, RoutingError, RoutingTable
+from workers.routing import Limit, RoutingTable
 
 DEFAULT = Upstream("http://default")
 CHAT = "/v1/chat/completions"

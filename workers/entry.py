@@ -17,11 +17,12 @@ from arq.worker import Worker, func
 from queue_service.settings import Settings
 from queue_service.store import STORE_ERRORS, Store
 from queue_service.store.keys import Keys
+from queue_service.upstreams import RoutingError
 
 from .adapters import Upstream
 from .callbacks import DELIVER_CALLBACK, deliver_callback, sweep_overdue_callbacks
 from .idle_queues import sweep_idle_queues
-from .routing import RoutingError, RoutingTable
+from .routing import RoutingTable
 from .runtime import WorkerRuntime
 from .schedule import ScheduleError, schedule_cron_jobs
 

@@ -25,9 +25,12 @@ from queue_service.models import PutContext
 from queue_service.outbound import CallbackPolicy
 from queue_service.settings import Settings
 from queue_service.store import STORE_ERRORS, UNREACHABLE_ERRORS, Store
+from queue_service.upstreams import load_routing_file
 
 from .auth import Authenticator
-from .responses import error
+from .compat import ROUTES as COMPAT_ROUTES
+from .dialects import error_response
+from .model_list import ModelList
 from .routes import ROUTES
 from .state import AppState
 from .system_routes import SYSTEM_ROUTES
@@ -42,17 +45,17 @@ async def _service_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, QueueServiceError)
     if isinstance(exc, ClientGone):
         return Response(status_code=exc.status_code)  # nobody is there to read a body
-    return error(exc.status_code, exc.message, headers=exc.headers())
+    return error_response(request, exc.status_code, exc.message, exc.headers())
 
 
 async def _store_unreachable(request: Request, exc: Exception) -> Response:
     log.warning("redis unavailable: %s", exc)
-    return error(503, "the queue store (Redis) is unreachable; retry shortly")
+    return error_response(request, 503, "the queue store (Redis) is unreachable; retry shortly")
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return error(exc.status_code, exc.detail, headers=dict(exc.headers or {}))
+    return error_response(request, exc.status_code, exc.detail, dict(exc.headers or {}))
 
 
 async def _reach_redis(state: AppState, tries: int) -> bool:
@@ -85,6 +88,13 @@ async def _stay_connected(state: AppState) -> None:
     await state.store.instance.keep()
 
 
+def _routed_models(settings: Settings) -> list[str]:
+    if settings.upstreams_file is None:
+        return []
+    routes = load_routing_file(settings.upstreams_file).upstream
+    return sorted({route.model for route in routes if route.model})
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings()
 
@@ -110,6 +120,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 if settings.upstream_auth == "passthrough" and settings.secret_key
                 else None
             ),
+            models=ModelList(
+                _routed_models(settings), settings.upstream_url, settings.upstream_api_key
+            ),
         )
         app.state.queue = state
         await _reach_redis(state, tries=1)  # serving starts either way
@@ -124,7 +137,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await store.aclose()
 
     return Starlette(
-        routes=[*ROUTES, *SYSTEM_ROUTES],
+        routes=[*ROUTES, *COMPAT_ROUTES, *SYSTEM_ROUTES],
         lifespan=lifespan,
         exception_handlers={
             QueueServiceError: _service_error,

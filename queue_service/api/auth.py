@@ -11,6 +11,7 @@ rate limit and mark it admin:
     rate = 20                # requests per second, shared by every API process
     burst = 40
     admin = false
+    default_queue = "chat"   # for SDK calls that send no X-Queue header
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from starlette.requests import Request
 
 from queue_service.config_files import load_toml
 from queue_service.errors import BadRequest, ConfigFileError, Forbidden, Unauthorized
-from queue_service.models import NO_AUTH_TENANT
+from queue_service.models import NO_AUTH_TENANT, QUEUE_NAME_PATTERN
 
 
 class KeyFileError(ConfigFileError):
@@ -43,6 +44,8 @@ class Principal:
     rate: float | None = None
     burst: int | None = None
     admin: bool = False
+    default_queue: str | None = None
+    """The queue of its calls through the SDK-compatible routes that name none (`X-Queue`)."""
 
     def check_queue(self, queue: str) -> None:
         if self.queues is not None and queue not in self.queues:
@@ -62,6 +65,7 @@ class KeyEntry(BaseModel):
     rate: float | None = Field(default=None, gt=0)
     burst: int | None = Field(default=None, ge=1)
     admin: bool = False
+    default_queue: str | None = Field(default=None, pattern=QUEUE_NAME_PATTERN)
 
     @model_validator(mode="after")
     def _one_key_source(self) -> KeyEntry:
@@ -91,13 +95,16 @@ def load_key_file(path: str) -> list[tuple[str, Principal]]:
             )
         queues = frozenset(entry.queues) if entry.queues is not None else None
         burst = entry.burst or (max(int(entry.rate), 1) if entry.rate else None)
-        principal = Principal(entry.tenant, _key_id(key), queues, entry.rate, burst, entry.admin)
+        principal = Principal(
+            entry.tenant, _key_id(key), queues, entry.rate, burst, entry.admin, entry.default_queue
+        )
         keys.append((key, principal))
     return keys
 
 
 class Authenticator:
-    """Maps `Authorization: Bearer <key>` to a principal; with no keys configured, all is open."""
+    """Maps `Authorization: Bearer <key>` (or `x-api-key: <key>`) to a principal; with no keys
+    configured, all is open."""
 
     def __init__(self, key_tenants: dict[str, str], key_file: str | None = None) -> None:
         entries = [(key, Principal(tenant, _key_id(key))) for key, tenant in key_tenants.items()]
@@ -114,6 +121,8 @@ class Authenticator:
             return OPEN
         scheme, _, presented = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not presented:
+            presented = request.headers.get("x-api-key", "")  # as Anthropic's SDK sends it
+        if not presented.strip():
             raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
         candidate = presented.strip().encode()
         found: Principal | None = None

@@ -50,6 +50,15 @@ def _describe(error: ErrorDetails) -> str:
     return describe_error(error)
 
 
+def validate_object(model: type[ModelT], value: dict[str, Any], context: Any = None) -> ModelT:
+    """Validate an already parsed object against `model`, as `parse_model` does bodies."""
+    try:
+        return model.model_validate(value, context=context)
+    except ValidationError as exc:
+        message = "; ".join(_describe(error) for error in exc.errors(include_url=False))
+        raise BadRequest(message) from None
+
+
 def parse_model(model: type[ModelT], body: bytes, context: Any = None) -> ModelT:
     """Validate a JSON body against `model`; every problem is listed in one 400 message."""
     try:

@@ -9,7 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from queue_service.api import waiting
-from queue_service.errors import BadRequest, Conflict, Forbidden, StaleSubmission, TaskNotFound
+from queue_service.errors import BadRequest, Conflict, Forbidden, TaskNotFound
 from queue_service.models import QUEUE_NAME_PATTERN, TERMINAL_STATUSES, PutRequest, ResponseMode
 
 from .body import parse_model, read_json_bytes
@@ -30,16 +30,11 @@ async def put(request: Request) -> Response:
     principal.check_queue(job.queue)
     if job.callback_url is not None:
         await state.callback_policy.allows(job.callback_url)
-    tasks = state.store.tasks
     timeout = job.timeout or state.default_timeout(job.response_mode)
     args = (job, principal.tenant, timeout, state.sealed_key(request), _idempotency_key(request))
     if job.response_mode is ResponseMode.CALLBACK:
-        return ok(await tasks.enqueue(*args))
-    wait = waiting.blocking if job.response_mode is ResponseMode.BLOCKING else waiting.streaming
-    try:
-        return await wait(state, request, await tasks.prepare(*args))
-    except StaleSubmission:  # its queue was registered anew: once more, with the new id
-        return await wait(state, request, await tasks.prepare(*args))
+        return ok(await state.store.tasks.enqueue(*args))
+    return await waiting.wait_for(state, request, *args)
 
 
 IDEMPOTENCY_KEY_HEADER = "idempotency-key"

@@ -15,6 +15,7 @@ from queue_service.settings import Settings
 from queue_service.store import PubSubHub, Store
 
 from .auth import Authenticator, Principal, caller_upstream_key
+from .model_list import ModelList
 
 
 @dataclass
@@ -27,6 +28,7 @@ class AppState:
     callback_policy: CallbackPolicy
     credentials: CredentialBox | None
     """Set when callers' own keys go upstream (QUEUE_UPSTREAM_AUTH=passthrough)."""
+    models: ModelList
     ready: bool = False
     """True once Redis was reached (this process's instance number taken, the hub running)."""
 

@@ -26,8 +26,9 @@ from queue_service.errors import (
     HubDisconnected,
     RequestTimeout,
     SlowReader,
+    StaleSubmission,
 )
-from queue_service.models import Status
+from queue_service.models import PutRequest, ResponseMode, Status
 from queue_service.store import Submission
 from queue_service.store.events import Chunk, Done, Head, TaskEvent
 
@@ -94,6 +95,24 @@ async def _abandon(
             await tasks.time_out(text_id, tenant, reason)
         else:
             await tasks.cancel(text_id, tenant, reason)
+
+
+async def wait_for(
+    state: AppState,
+    request: Request,
+    job: PutRequest,
+    tenant: str,
+    timeout_s: int,
+    sealed_upstream_key: bytes | None = None,
+    idempotency_key: str | None = None,
+) -> Response:
+    """Put a blocking or streaming job and answer with its result as it comes."""
+    wait = blocking if job.response_mode is ResponseMode.BLOCKING else streaming
+    args = (job, tenant, timeout_s, sealed_upstream_key, idempotency_key)
+    try:
+        return await wait(state, request, await state.store.tasks.prepare(*args))
+    except StaleSubmission:  # its queue was registered anew: once more, with the new id
+        return await wait(state, request, await state.store.tasks.prepare(*args))
 
 
 async def _submit(state: AppState, submission: Submission) -> None:

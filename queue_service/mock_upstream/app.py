@@ -154,6 +154,15 @@ class _MockUpstream:
         return _json(self.state.disconnects)
 
 
+MODELS = ("deepseek-r1", "deepseek-chat", "gpt-4o-mini", "claude-sonnet-4", "text-embedding-3")
+
+
+async def _models(request: Request) -> Response:
+    """The models it answers as, in OpenAI's list shape (it answers as any model)."""
+    listed = [{"id": name, "object": "model", "created": 0, "owned_by": "mock"} for name in MODELS]
+    return Response(orjson.dumps({"object": "list", "data": listed}), media_type="application/json")
+
+
 async def _healthz(request: Request) -> Response:
     return _json({"ok": True})
 
@@ -193,6 +202,7 @@ def create_mock_app(config: MockConfig | None = None) -> Starlette:
             Route("/_mock/requests", upstream.recorded, methods=["GET", "DELETE"]),
             Route("/_mock/disconnects", upstream.disconnects, methods=["GET"]),
             Route("/healthz", _healthz, methods=["GET"]),
+            Route("/v1/models", _models, methods=["GET"]),
             IMAGE_FILES,
             inbox.route(),
         ]
