@@ -91,7 +91,10 @@ class CallbackPolicy:
         """UnsafeDestination unless the URL may be called back (verdicts cached per host and
         port)."""
         parts = urlsplit(url)
-        host = f"{parts.hostname}:{parts.port}"
+        try:
+            host = f"{parts.hostname}:{parts.port}"
+        except ValueError as exc:  # put validation refuses these; never a 500 all the same
+            raise UnsafeDestination(f"callback_url has an invalid port: {exc}") from None
         hit = self._verdicts.get(host)
         if hit is None or hit[0] <= time.monotonic():
             try:

@@ -166,4 +166,5 @@ class PubSubHub:
             for future in futures:
                 if not future.done():
                     future.set_exception(ConnectionError("pub/sub connection lost"))
+                    future.exception()  # its subscriber may have left: no "never retrieved"
         self._confirmations.clear()
