@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     blocking_timeout: int = Field(default=300, gt=0)
     callback_timeout: int = Field(default=DAY, gt=0)
     result_retention: int = Field(default=DAY, gt=0)
+    file_retention: int = Field(default=30 * DAY, gt=0)
+    max_file_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
 
     concurrency: int = Field(default=16, ge=1)
     online_reserved_slots: int = Field(default=2, ge=0)

@@ -30,6 +30,7 @@ from queue_service.upstreams import load_routing_file
 from .auth import Authenticator
 from .compat import ROUTES as COMPAT_ROUTES
 from .dialects import error_response
+from .files import ROUTES as FILE_ROUTES
 from .model_list import ModelList
 from .routes import ROUTES
 from .state import AppState
@@ -137,7 +138,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await store.aclose()
 
     return Starlette(
-        routes=[*ROUTES, *COMPAT_ROUTES, *SYSTEM_ROUTES],
+        routes=[*ROUTES, *COMPAT_ROUTES, *FILE_ROUTES, *SYSTEM_ROUTES],
         lifespan=lifespan,
         exception_handlers={
             QueueServiceError: _service_error,

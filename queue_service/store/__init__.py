@@ -9,6 +9,7 @@
 - `heartbeats` live workers
 - `statistics` per-queue counts and stream figures
 - `leases`     slots of shared concurrency limits; `buckets` the API keys' rate limits
+- `files`      batch input and output files, stored in pieces
 - `announcements` workers' pub/sub; `hub()` the API's pub/sub hub for waiting requests
 - `stream_reader()` a worker's reads of the level streams
 
@@ -26,6 +27,7 @@ from queue_service.settings import Settings
 
 from .announcements import Announcement, Announcements, Topic
 from .buckets import TokenBuckets
+from .files import FileRecord, Files
 from .heartbeats import Heartbeats
 from .hub import PubSubHub
 from .ids import TaskId, TaskIdFactory
@@ -59,6 +61,7 @@ class Store:
         max_waiting: int = 0,
         max_queues: int = 0,
         heartbeat_interval: float = 2.0,
+        file_retention_s: int = 30 * 24 * 3600,
     ) -> None:
         self._redis = redis
         self._redis_url = redis_url
@@ -74,6 +77,7 @@ class Store:
         self.leases = Leases(redis, keys, lua)
         self.buckets = TokenBuckets(keys, lua)
         self.announcements = Announcements(redis, keys)
+        self.files = Files(redis, keys, file_retention_s)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
@@ -85,6 +89,7 @@ class Store:
             max_waiting=settings.max_waiting,
             max_queues=settings.max_queues,
             heartbeat_interval=settings.heartbeat_interval,
+            file_retention_s=settings.file_retention,
         )
 
     async def ping(self) -> None:
@@ -108,6 +113,7 @@ __all__ = [
     "UNREACHABLE_ERRORS",
     "Announcement",
     "CancelResult",
+    "FileRecord",
     "Keys",
     "Outcome",
     "PubSubHub",

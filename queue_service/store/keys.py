@@ -98,6 +98,19 @@ class Keys:
     def stream(self, queue: str, level: int) -> str:
         return f"{self.prefix}:{{{queue}}}:{level}"
 
+    # -- files (files.py): a file's keys share the hash tag {file:<id>} ------------------
+    def file_meta(self, file_id: str) -> str:
+        """Hash: a file's tenant, filename, purpose, bytes, created_at, expires_at."""
+        return f"{self.prefix}:{{file:{file_id}}}:meta"
+
+    def file_chunks(self, file_id: str) -> str:
+        """List: a file's content, in pieces of up to `files.CHUNK_BYTES`, in order."""
+        return f"{self.prefix}:{{file:{file_id}}}:chunks"
+
+    def tenant_files(self, tenant_digest: str) -> str:
+        """Sorted set: a tenant's file ids -> created_at (ms), for listing."""
+        return f"{self.prefix}:files:{tenant_digest}"
+
     def queue_meta(self, queue: str) -> str:
         """Hash: the queue's `id` as registered, `expires_at` (ms) when its last record does.
 

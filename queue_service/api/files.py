@@ -1,0 +1,120 @@
+"""OpenAI's Files API for batch files: upload (multipart), list, retrieve, content, delete.
+
+An upload is spooled to disk by the multipart parser and goes to the store one piece at a
+time; content goes back the same way, so a 200 MB file never sits whole in the API process.
+A file is its tenant's: to any other key it does not exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from queue_service.errors import BadRequest, PayloadTooLarge, TaskNotFound
+from queue_service.store import FileRecord
+
+from .dialects import Dialect, speak
+from .responses import OrjsonResponse
+from .state import AppState
+
+PURPOSES = frozenset({"batch", "batch_output"})
+READ_BYTES = 1024 * 1024
+MULTIPART_OVERHEAD = 64 * 1024
+
+
+async def _admit(request: Request) -> tuple[AppState, str]:
+    speak(request, Dialect.OPENAI)
+    state: AppState = request.app.state.queue
+    return state, (await state.admit(request)).tenant
+
+
+async def _pieces(upload: UploadFile) -> AsyncIterator[bytes]:
+    while piece := await upload.read(READ_BYTES):
+        yield piece
+
+
+async def upload(request: Request) -> Response:
+    state, tenant = await _admit(request)
+    limit = state.settings.max_file_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit + MULTIPART_OVERHEAD:
+        raise PayloadTooLarge(f"the file is larger than {limit} bytes")
+    async with request.form(max_files=1, max_fields=8) as form:
+        file, purpose = form.get("file"), form.get("purpose")
+        if not isinstance(file, UploadFile):
+            raise BadRequest("a multipart field 'file' with the file is required")
+        if purpose != "batch":
+            raise BadRequest(f"purpose must be 'batch', not {purpose!r}")
+        record = await state.store.files.create(
+            tenant, file.filename or "upload.jsonl", purpose, _pieces(file), limit
+        )
+    return OrjsonResponse(record.view())
+
+
+async def _found(request: Request) -> tuple[AppState, FileRecord]:
+    state, tenant = await _admit(request)
+    file_id: str = request.path_params["file_id"]
+    record = await state.store.files.get(file_id, tenant)
+    if record is None:
+        raise TaskNotFound(f"no such file: {file_id}")
+    return state, record
+
+
+async def retrieve(request: Request) -> Response:
+    _, record = await _found(request)
+    return OrjsonResponse(record.view())
+
+
+async def content(request: Request) -> Response:
+    state, record = await _found(request)
+    return StreamingResponse(
+        state.store.files.pieces(record.id), media_type="application/octet-stream"
+    )
+
+
+async def delete(request: Request) -> Response:
+    state, record = await _found(request)
+    await state.store.files.delete(record.id, record.tenant)
+    return OrjsonResponse({"id": record.id, "object": "file", "deleted": True})
+
+
+async def listing(request: Request) -> Response:
+    state, tenant = await _admit(request)
+    purpose = request.query_params.get("purpose")
+    files = [record.view() for record in await state.store.files.list(tenant, purpose)]
+    after = request.query_params.get("after")
+    if after is not None:
+        ids = [view["id"] for view in files]
+        files = files[ids.index(after) + 1 :] if after in ids else []
+    limit = _limit(request.query_params.get("limit"))
+    page = files[:limit]
+    return OrjsonResponse(
+        {
+            "object": "list",
+            "data": page,
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None,
+            "has_more": len(files) > limit,
+        }
+    )
+
+
+def _limit(text: str | None, default: int = 10_000, most: int = 10_000) -> int:
+    if text is None:
+        return default
+    if not text.isdigit() or not 1 <= int(text) <= most:
+        raise BadRequest(f"limit must be a whole number from 1 to {most}")
+    return int(text)
+
+
+ROUTES = [
+    Route("/v1/files", upload, methods=["POST"]),
+    Route("/v1/files", listing, methods=["GET"]),
+    Route("/v1/files/{file_id}", retrieve, methods=["GET"]),
+    Route("/v1/files/{file_id}", delete, methods=["DELETE"]),
+    Route("/v1/files/{file_id}/content", content, methods=["GET"]),
+]
