@@ -139,6 +139,8 @@ class PutContext(BaseModel):
     endpoints: frozenset[str]
     max_timeout: int
     max_depth: int = 32
+    callback_required: bool = True
+    """False for jobs whose results are collected another way (batch lines)."""
 
 
 class PutRequest(BaseModel):
@@ -193,9 +195,10 @@ class PutRequest(BaseModel):
         return timeout
 
     @model_validator(mode="after")
-    def _mode_fits(self) -> PutRequest:
+    def _mode_fits(self, info: ValidationInfo) -> PutRequest:
         if self.response_mode is ResponseMode.CALLBACK:
-            if self.callback_url is None:
+            required = not isinstance(info.context, PutContext) or info.context.callback_required
+            if self.callback_url is None and required:
                 raise ValueError("callback_url is required when response_mode is callback")
         elif self.level != 0:
             raise ValueError(

@@ -211,5 +211,5 @@ class JobExecutor:
             outcome.status_code,
             elapsed,
         )
-        if won and record.mode is ResponseMode.CALLBACK:
+        if won and record.mode is ResponseMode.CALLBACK and record.callback_url:
             await self.callbacks.deliver(record, outcome, attempt=1)

@@ -28,6 +28,8 @@ from queue_service.store import STORE_ERRORS, UNREACHABLE_ERRORS, Store
 from queue_service.upstreams import load_routing_file
 
 from .auth import Authenticator
+from .batch_runner import BatchRunner
+from .batches import ROUTES as BATCH_ROUTES
 from .compat import ROUTES as COMPAT_ROUTES
 from .dialects import error_response
 from .files import ROUTES as FILE_ROUTES
@@ -105,16 +107,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
         auth = Authenticator(settings.api_key_tenants, settings.api_keys_file)
         if not auth.enabled:
             log.warning("QUEUE_API_KEYS is not set: the API accepts requests without a key")
+        put_context = PutContext(
+            endpoints=SERVED_ENDPOINTS,
+            max_timeout=settings.max_timeout,
+            max_depth=settings.max_json_depth,
+        )
         state = AppState(
             settings=settings,
             store=store,
             hub=store.hub(),
             auth=auth,
-            put_context=PutContext(
-                endpoints=SERVED_ENDPOINTS,
-                max_timeout=settings.max_timeout,
-                max_depth=settings.max_json_depth,
-            ),
+            put_context=put_context,
             callback_policy=CallbackPolicy(settings.allowed_callback_networks),
             credentials=(
                 CredentialBox(settings.secret_key)
@@ -124,6 +127,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             models=ModelList(
                 _routed_models(settings), settings.upstream_url, settings.upstream_api_key
             ),
+            batch_runner=BatchRunner(store, put_context),
         )
         app.state.queue = state
         await _reach_redis(state, tries=1)  # serving starts either way
@@ -134,11 +138,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
             connecting.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await connecting
+            await state.batch_runner.stop()
             await state.hub.stop()
             await store.aclose()
 
     return Starlette(
-        routes=[*ROUTES, *COMPAT_ROUTES, *FILE_ROUTES, *SYSTEM_ROUTES],
+        routes=[*ROUTES, *COMPAT_ROUTES, *FILE_ROUTES, *BATCH_ROUTES, *SYSTEM_ROUTES],
         lifespan=lifespan,
         exception_handlers={
             QueueServiceError: _service_error,

@@ -7,6 +7,7 @@ A file is its tenant's: to any other key it does not exist.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 
 from starlette.datastructures import UploadFile
@@ -16,12 +17,14 @@ from starlette.routing import Route
 
 from queue_service.errors import BadRequest, PayloadTooLarge, TaskNotFound
 from queue_service.store import FileRecord
+from queue_service.store.batches import FINAL
 
+from .batch_files import output_pieces
 from .dialects import Dialect, speak
 from .responses import OrjsonResponse
 from .state import AppState
 
-PURPOSES = frozenset({"batch", "batch_output"})
+BATCH_FILE = re.compile(r"file-(?P<batch>batch_[0-9a-f]+)-(?P<kind>output|errors)")
 READ_BYTES = 1024 * 1024
 MULTIPART_OVERHEAD = 64 * 1024
 
@@ -60,8 +63,30 @@ async def _found(request: Request) -> tuple[AppState, FileRecord]:
     file_id: str = request.path_params["file_id"]
     record = await state.store.files.get(file_id, tenant)
     if record is None:
+        record = await _batch_file(state, file_id, tenant)
+    if record is None:
         raise TaskNotFound(f"no such file: {file_id}")
     return state, record
+
+
+async def _batch_file(state: AppState, file_id: str, tenant: str) -> FileRecord | None:
+    """A finished batch's output or error file (made from its jobs' records when read)."""
+    match = BATCH_FILE.fullmatch(file_id)
+    batch = match and await state.store.batches.load(match["batch"], tenant)
+    if not match or batch is None or batch.status not in FINAL:
+        return None
+    size = 0
+    async for piece in output_pieces(state.store, batch, match["kind"]):
+        size += len(piece)
+    return FileRecord(
+        file_id,
+        tenant,
+        f"{batch.id}_{match['kind']}.jsonl",
+        "batch_output",
+        size,
+        batch.times.get("completed_at", batch.created_at),
+        batch.expires_at + state.store.batches.retention_s,
+    )
 
 
 async def retrieve(request: Request) -> Response:
@@ -71,13 +96,20 @@ async def retrieve(request: Request) -> Response:
 
 async def content(request: Request) -> Response:
     state, record = await _found(request)
-    return StreamingResponse(
-        state.store.files.pieces(record.id), media_type="application/octet-stream"
-    )
+    match = BATCH_FILE.fullmatch(record.id)
+    if match:
+        batch = await state.store.batches.load(match["batch"], record.tenant)
+        assert batch is not None
+        pieces = output_pieces(state.store, batch, match["kind"])
+    else:
+        pieces = state.store.files.pieces(record.id)
+    return StreamingResponse(pieces, media_type="application/octet-stream")
 
 
 async def delete(request: Request) -> Response:
     state, record = await _found(request)
+    if BATCH_FILE.fullmatch(record.id):
+        raise BadRequest("a batch's output and error files go with their batch")
     await state.store.files.delete(record.id, record.tenant)
     return OrjsonResponse({"id": record.id, "object": "file", "deleted": True})
 

@@ -15,6 +15,7 @@ from queue_service.settings import Settings
 from queue_service.store import PubSubHub, Store
 
 from .auth import Authenticator, Principal, caller_upstream_key
+from .batch_runner import BatchRunner
 from .model_list import ModelList
 
 
@@ -29,7 +30,10 @@ class AppState:
     credentials: CredentialBox | None
     """Set when callers' own keys go upstream (QUEUE_UPSTREAM_AUTH=passthrough)."""
     models: ModelList
+    batch_runner: BatchRunner
+    """Puts the lines of batches in the background."""
     ready: bool = False
+
     """True once Redis was reached (this process's instance number taken, the hub running)."""
 
     def sealed_key(self, request: Request) -> bytes | None:

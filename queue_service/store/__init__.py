@@ -9,7 +9,7 @@
 - `heartbeats` live workers
 - `statistics` per-queue counts and stream figures
 - `leases`     slots of shared concurrency limits; `buckets` the API keys' rate limits
-- `files`      batch input and output files, stored in pieces
+- `files`      batch input and output files, stored in pieces; `batches` OpenAI-style batches
 - `announcements` workers' pub/sub; `hub()` the API's pub/sub hub for waiting requests
 - `stream_reader()` a worker's reads of the level streams
 
@@ -26,6 +26,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from queue_service.settings import Settings
 
 from .announcements import Announcement, Announcements, Topic
+from .batches import Batches
 from .buckets import TokenBuckets
 from .files import FileRecord, Files
 from .heartbeats import Heartbeats
@@ -78,6 +79,7 @@ class Store:
         self.buckets = TokenBuckets(keys, lua)
         self.announcements = Announcements(redis, keys)
         self.files = Files(redis, keys, file_retention_s)
+        self.batches = Batches(redis, keys, self.tasks, file_retention_s)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:

@@ -111,6 +111,23 @@ class Keys:
         """Sorted set: a tenant's file ids -> created_at (ms), for listing."""
         return f"{self.prefix}:files:{tenant_digest}"
 
+    # -- batches (batches.py): a batch's keys share the hash tag {batch:<id>} ------------
+    def batch(self, batch_id: str) -> str:
+        """Hash: a batch's fields (status, timestamps, endpoint, queue, files, metadata...)."""
+        return f"{self.prefix}:{{batch:{batch_id}}}:meta"
+
+    def batch_lines(self, batch_id: str) -> str:
+        """List: one JSON `[custom_id, task id]` per submitted line, in the file's order."""
+        return f"{self.prefix}:{{batch:{batch_id}}}:lines"
+
+    def batch_submitter(self, batch_id: str) -> str:
+        """String (expiring): the token of the process putting the batch's lines."""
+        return f"{self.prefix}:{{batch:{batch_id}}}:submitter"
+
+    def tenant_batches(self, tenant_digest: str) -> str:
+        """Sorted set: a tenant's batch ids -> created_at (ms), for listing."""
+        return f"{self.prefix}:batches:{tenant_digest}"
+
     def queue_meta(self, queue: str) -> str:
         """Hash: the queue's `id` as registered, `expires_at` (ms) when its last record does.
 

@@ -176,7 +176,7 @@ class TaskRecord:
             status_code=self.outcome.status_code if self.outcome else None,
             result=self.outcome.body_value() if self.outcome else None,
         )
-        if self.mode is ResponseMode.CALLBACK:
+        if self.mode is ResponseMode.CALLBACK and self.callback_url:
             view["callback"] = CallbackView(
                 url=self.callback_url,
                 status=self.callback_status,

@@ -328,6 +328,7 @@ class Tasks:
         """
         finished = now_ms()
         callback = record.mode is ResponseMode.CALLBACK
+        owed = callback and bool(record.callback_url)  # batch lines have no callback
         body = b"" if callback else outcome.body
         queue, text_id = record.queue, record.task_id
         return await self._lua.finish(
@@ -340,7 +341,7 @@ class Tasks:
             retention_ms=self.retention_ms,
             channel=self._keys.task_channel(queue, text_id),
             event=encode_done(outcome.status, outcome.status_code, outcome.content_type, body),
-            callback_due_ms=finished + CALLBACK_SETTLE_MS if callback else 0,
+            callback_due_ms=finished + CALLBACK_SETTLE_MS if owed else 0,
             task_id=text_id,
             outcome=outcome.fields(finished),
             statistics=finish_counts(record, outcome, finished),

@@ -1,0 +1,202 @@
+"""Batches, as OpenAI's Batch API has them: a file of requests run as level-1 jobs of the
+ordinary machinery, with their state read back from those jobs' task records.
+
+A batch's record holds what was asked and when things happened; its lines (custom_id, task
+id) are a list; request counts, completion and the output and error files are derived from
+the task records when the batch is read, so nothing is stored twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import orjson
+from redis.asyncio import Redis
+
+from queue_service.models import TERMINAL_STATUSES, Status
+from queue_service.timing import now_ms
+
+from .keys import Keys
+from .records import TaskRecord
+from .tasks import Tasks
+
+READ_LINES = 1000
+"""Lines (and their task records) read per round trip."""
+
+FINAL = frozenset({"completed", "failed", "expired", "cancelled"})
+
+
+@dataclass
+class Batch:
+    """A batch as stored (timestamps in seconds, as OpenAI's API shows them)."""
+
+    id: str
+    tenant: str
+    endpoint: str
+    input_file_id: str
+    completion_window: str
+    queue: str
+    status: str
+    created_at: int
+    expires_at: int
+    metadata: dict[str, str] | None = None
+    errors: list[dict[str, Any]] | None = None
+    total: int = 0
+    times: dict[str, int] = field(default_factory=dict)
+    """in_progress_at, finalizing_at, completed_at, failed_at, expired_at, cancelling_at,
+    cancelled_at: set as the batch gets there."""
+
+    def to_hash(self) -> dict[str, str | int]:
+        fields: dict[str, str | int] = {
+            "id": self.id,
+            "tenant": self.tenant,
+            "endpoint": self.endpoint,
+            "input_file_id": self.input_file_id,
+            "completion_window": self.completion_window,
+            "queue": self.queue,
+            "status": self.status,
+            "created_at": self.created_at,
+            "expires_at": self.expires_at,
+            "metadata": orjson.dumps(self.metadata).decode(),
+            "errors": orjson.dumps(self.errors).decode(),
+            "total": self.total,
+        }
+        return fields | self.times
+
+    @classmethod
+    def from_hash(cls, raw: dict[bytes, bytes]) -> Batch:
+        text = {name.decode(): value.decode() for name, value in raw.items()}
+        times = {name: int(value) for name, value in text.items() if name.endswith("ed_at")}
+        times.pop("created_at", None)
+        return cls(
+            id=text["id"],
+            tenant=text["tenant"],
+            endpoint=text["endpoint"],
+            input_file_id=text["input_file_id"],
+            completion_window=text["completion_window"],
+            queue=text["queue"],
+            status=text["status"],
+            created_at=int(text["created_at"]),
+            expires_at=int(text["expires_at"]),
+            metadata=orjson.loads(text.get("metadata", "null")),
+            errors=orjson.loads(text.get("errors", "null")),
+            total=int(text.get("total", 0)),
+            times=times,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    custom_id: str
+    task_id: str
+
+
+def _tenant_digest(tenant: str) -> str:
+    return hashlib.sha256(tenant.encode()).hexdigest()[:16]
+
+
+class Batches:
+    def __init__(self, redis: Redis, keys: Keys, tasks: Tasks, retention_s: int) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._tasks = tasks
+        self.retention_s = retention_s
+
+    @staticmethod
+    def new_id() -> str:
+        return "batch_" + secrets.token_hex(12)
+
+    async def save(self, batch: Batch) -> None:
+        key = self._keys.batch(batch.id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=batch.to_hash())
+            pipe.expire(key, self.retention_s)
+            pipe.expire(self._keys.batch_lines(batch.id), self.retention_s)
+            index = self._keys.tenant_batches(_tenant_digest(batch.tenant))
+            pipe.zadd(index, {batch.id: now_ms()}, nx=True)  # listed in creation order
+            await pipe.execute()
+
+    async def add_lines(self, batch_id: str, lines: list[Line]) -> None:
+        if lines:
+            entries = [orjson.dumps([line.custom_id, line.task_id]) for line in lines]
+            await cast(
+                Awaitable[int], self._redis.rpush(self._keys.batch_lines(batch_id), *entries)
+            )
+
+    async def load(self, batch_id: str, tenant: str) -> Batch | None:
+        raw = await cast(
+            Awaitable[dict[bytes, bytes]], self._redis.hgetall(self._keys.batch(batch_id))
+        )
+        if not raw:
+            return None
+        batch = Batch.from_hash(raw)
+        return batch if batch.tenant == tenant else None
+
+    async def hold_submission(self, batch_id: str, token: str, ttl_ms: int) -> bool:
+        """Take (or keep) the right to put the batch's lines; False while another has it."""
+        key = self._keys.batch_submitter(batch_id)
+        if await self._redis.set(key, token, nx=True, px=ttl_ms):
+            return True
+        if await self._redis.get(key) == token.encode():
+            await self._redis.pexpire(key, ttl_ms)
+            return True
+        return False
+
+    async def line_count(self, batch_id: str) -> int:
+        return int(await cast(Awaitable[int], self._redis.llen(self._keys.batch_lines(batch_id))))
+
+    async def ids(self, tenant: str) -> list[str]:
+        """The tenant's batch ids, newest first."""
+        index = self._keys.tenant_batches(_tenant_digest(tenant))
+        return [raw.decode() for raw in await self._redis.zrevrange(index, 0, -1)]
+
+    async def lines(self, batch_id: str) -> AsyncIterator[list[Line]]:
+        """The batch's lines, `READ_LINES` at a time, in the file's order."""
+        key, start = self._keys.batch_lines(batch_id), 0
+        while True:
+            raw = await cast(
+                Awaitable[list[bytes]], self._redis.lrange(key, start, start + READ_LINES - 1)
+            )
+            if not raw:
+                return
+            yield [Line(*orjson.loads(entry)) for entry in raw]
+            start += len(raw)
+
+    async def records(
+        self, queue: str, lines: Iterable[Line]
+    ) -> list[tuple[Line, TaskRecord | None]]:
+        """Each line with its task record (None once the record expired)."""
+        lines = list(lines)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for line in lines:
+                pipe.hgetall(self._keys.task(queue, line.task_id))
+            raws = await pipe.execute()
+        return [
+            (line, TaskRecord.from_hash(raw) if raw else None)
+            for line, raw in zip(lines, raws, strict=True)
+        ]
+
+    async def counts(self, batch: Batch) -> tuple[int, int, int]:
+        """(total, completed, failed) request counts, from the task records."""
+        completed = failed = 0
+        async for lines in self.lines(batch.id):
+            for _, record in await self.records(batch.queue, lines):
+                if record is None or record.status in TERMINAL_STATUSES - {Status.SUCCEEDED}:
+                    failed += 1
+                elif record.status is Status.SUCCEEDED:
+                    completed += 1
+        return batch.total, completed, failed
+
+    async def stop_unfinished(self, batch: Batch, reason: str, *, expire: bool) -> None:
+        """Stop every line still queued or running (cancel, or time out when it expired)."""
+        async for lines in self.lines(batch.id):
+            for line, record in await self.records(batch.queue, lines):
+                if record is not None and record.status not in TERMINAL_STATUSES:
+                    if expire:
+                        await self._tasks.time_out(line.task_id, batch.tenant, reason)
+                    else:
+                        await self._tasks.cancel(line.task_id, batch.tenant, reason)
