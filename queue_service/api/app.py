@@ -33,6 +33,7 @@ from .batches import ROUTES as BATCH_ROUTES
 from .compat import ROUTES as COMPAT_ROUTES
 from .dialects import error_response
 from .files import ROUTES as FILE_ROUTES
+from .message_batches import ROUTES as MESSAGE_BATCH_ROUTES
 from .model_list import ModelList
 from .routes import ROUTES
 from .state import AppState
@@ -143,7 +144,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await store.aclose()
 
     return Starlette(
-        routes=[*ROUTES, *COMPAT_ROUTES, *FILE_ROUTES, *BATCH_ROUTES, *SYSTEM_ROUTES],
+        routes=[
+            *ROUTES,
+            *COMPAT_ROUTES,
+            *FILE_ROUTES,
+            *BATCH_ROUTES,
+            *MESSAGE_BATCH_ROUTES,
+            *SYSTEM_ROUTES,
+        ],
         lifespan=lifespan,
         exception_handlers={
             QueueServiceError: _service_error,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -46,6 +47,8 @@ class Batch:
     metadata: dict[str, str] | None = None
     errors: list[dict[str, Any]] | None = None
     total: int = 0
+    kind: str = "openai"
+    """Whose Batch API made it: `openai`, or `anthropic` (Message Batches)."""
     times: dict[str, int] = field(default_factory=dict)
     """in_progress_at, finalizing_at, completed_at, failed_at, expired_at, cancelling_at,
     cancelled_at: set as the batch gets there."""
@@ -64,6 +67,7 @@ class Batch:
             "metadata": orjson.dumps(self.metadata).decode(),
             "errors": orjson.dumps(self.errors).decode(),
             "total": self.total,
+            "kind": self.kind,
         }
         return fields | self.times
 
@@ -85,6 +89,7 @@ class Batch:
             metadata=orjson.loads(text.get("metadata", "null")),
             errors=orjson.loads(text.get("errors", "null")),
             total=int(text.get("total", 0)),
+            kind=text.get("kind", "openai"),
             times=times,
         )
 
@@ -107,8 +112,8 @@ class Batches:
         self.retention_s = retention_s
 
     @staticmethod
-    def new_id() -> str:
-        return "batch_" + secrets.token_hex(12)
+    def new_id(kind: str = "openai") -> str:
+        return ("msgbatch_" if kind == "anthropic" else "batch_") + secrets.token_hex(12)
 
     async def save(self, batch: Batch) -> None:
         key = self._keys.batch(batch.id)
@@ -180,15 +185,19 @@ class Batches:
             for line, raw in zip(lines, raws, strict=True)
         ]
 
-    async def counts(self, batch: Batch) -> tuple[int, int, int]:
-        """(total, completed, failed) request counts, from the task records."""
-        completed = failed = 0
+    async def tally(self, batch: Batch) -> Counter[Status | None]:
+        """How many of the batch's lines are in each status (None: the record expired)."""
+        statuses: Counter[Status | None] = Counter()
         async for lines in self.lines(batch.id):
             for _, record in await self.records(batch.queue, lines):
-                if record is None or record.status in TERMINAL_STATUSES - {Status.SUCCEEDED}:
-                    failed += 1
-                elif record.status is Status.SUCCEEDED:
-                    completed += 1
+                statuses[record.status if record is not None else None] += 1
+        return statuses
+
+    async def counts(self, batch: Batch) -> tuple[int, int, int]:
+        """(total, completed, failed) request counts, from the task records."""
+        statuses = await self.tally(batch)
+        completed = statuses[Status.SUCCEEDED]
+        failed = statuses[None] + sum(statuses[s] for s in TERMINAL_STATUSES - {Status.SUCCEEDED})
         return batch.total, completed, failed
 
     async def stop_unfinished(self, batch: Batch, reason: str, *, expire: bool) -> None:
