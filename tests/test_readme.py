@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import os
 import re
 import sys
 from pathlib import Path
@@ -32,20 +33,49 @@ async def shell(script: str, cwd: Path) -> str:
     return out.decode()
 
 
-async def test_the_python_client_example_runs(api: httpx.AsyncClient, worker: Worker) -> None:
-    (example,) = blocks("python")
+async def run_python(example: str, api: httpx.AsyncClient, cwd: Path) -> list[str]:
+    """Run a README example in a thread (its own event loop); the lines it printed."""
     code = example.replace(README_API, str(api.base_url))
     printed = io.StringIO()
 
     def run() -> None:
-        with contextlib.redirect_stdout(printed):
-            exec(code, {})
+        here = os.getcwd()
+        os.chdir(cwd)
+        try:
+            with contextlib.redirect_stdout(printed):
+                exec(code, {})
+        finally:
+            os.chdir(here)
 
     await asyncio.to_thread(run)
-    lines = printed.getvalue().splitlines()
+    return printed.getvalue().splitlines()
+
+
+async def test_the_python_client_example_runs(
+    api: httpx.AsyncClient, worker: Worker, tmp_path: Path
+) -> None:
+    example = next(block for block in blocks("python") if "QueueClient" in block)
+    lines = await run_python(example, api, tmp_path)
     assert lines[0].startswith("200 ")  # the blocking answer, then one line per event
     assert len(lines) > 2
     assert "'finish_reason': 'stop'" in lines[-1]
+
+
+async def test_the_sdk_examples_run(api: httpx.AsyncClient, worker: Worker, tmp_path: Path) -> None:
+    openai_example, anthropic_example, batch_example = (
+        block for block in blocks("python") if "QueueClient" not in block
+    )
+    first, streamed, models = await run_python(openai_example, api, tmp_path)
+    task_id, _, content = first.partition(" ")
+    assert task_id.startswith("TASK-")
+    assert content
+    assert streamed
+    assert "deepseek-r1" in models
+    (text,) = await run_python(anthropic_example, api, tmp_path)
+    assert text
+    output = await run_python(batch_example, api, tmp_path)
+    rows = [orjson.loads(row) for row in output if row]
+    assert sorted(row["custom_id"] for row in rows) == [f"request-{n}" for n in range(3)]
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="bash and curl")

@@ -8,6 +8,8 @@ from pydantic import BaseModel
 
 from queue_service.models import PutRequest, TaskView
 
+from .openapi_compat import compat_paths
+
 
 class ErrorEnvelope(BaseModel):
     code: int
@@ -124,6 +126,12 @@ IDEMPOTENCY_KEY = {
 
 
 def openapi_document(endpoints: frozenset[str], max_timeout: int) -> dict[str, Any]:
+    document = _queue_document(endpoints, max_timeout)
+    document["paths"] |= compat_paths(endpoints)
+    return document
+
+
+def _queue_document(endpoints: frozenset[str], max_timeout: int) -> dict[str, Any]:
     put_answer = {
         "description": (
             "callback: the task id; blocking: the upstream's own body (JSON, or bytes with its "
