@@ -2,7 +2,7 @@
 
     python -m scripts.bench [scenario ...] [--quick]
 
-Scenarios: pickup, blocking, streaming, held, throughput (all when none is named). Each
+Scenarios: pickup, blocking, streaming, held, throughput, batch (all when none is named). Each
 prints a table and writes its section of BENCHMARKS.md with the machine and the command.
 Every figure sits next to a baseline from the same run: these machines are shared and
 noisy, so ratios and differences mean more than absolute numbers. `--quick` takes few
@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 from queue_service.models import PutRequest
 from queue_service.store import Store
 from queue_service.store.keys import Keys
+from scripts.bench.batch import batch
 from scripts.bench.blocking import blocking
 from scripts.bench.held import held
 from scripts.bench.lib import MockUpstream, Stack, redis_for_bench, report, summary_ms
@@ -154,6 +155,7 @@ SCENARIOS = {
     "streaming": streaming,
     "held": held,
     "throughput": throughput,
+    "batch": batch,
 }
 
 
