@@ -27,6 +27,7 @@ from .batch_files import output_file_id
 from .batch_runner import WINDOWS
 from .body import parse_model, read_json_bytes
 from .dialects import Dialect, speak
+from .pages import listed, page_of
 from .responses import OrjsonResponse
 from .state import AppState
 
@@ -105,28 +106,14 @@ async def cancel(request: Request) -> Response:
 async def listing(request: Request) -> Response:
     state = _state(request)
     tenant = (await state.admit(request)).tenant
-    ids = await state.store.batches.ids(tenant)
-    after = request.query_params.get("after")
-    if after is not None:
-        ids = ids[ids.index(after) + 1 :] if after in ids else []
-    text = request.query_params.get("limit", "20")
-    if not text.isdigit() or not 1 <= int(text) <= 100:
-        raise BadRequest("limit must be a whole number from 1 to 100")
-    limit = int(text)
+    ids = [i for i in await state.store.batches.ids(tenant) if not i.startswith("msgbatch_")]
+    ids_of_page, more = page_of(request, ids, after="after", default=20, most=100)
     page = []
-    for batch_id in ids[:limit]:
+    for batch_id in ids_of_page:
         batch = await state.store.batches.load(batch_id, tenant)
         if batch is not None:
             page.append(await view(state, await state.batch_runner.refresh(batch)))
-    return OrjsonResponse(
-        {
-            "object": "list",
-            "data": page,
-            "first_id": page[0]["id"] if page else None,
-            "last_id": page[-1]["id"] if page else None,
-            "has_more": len(ids) > limit,
-        }
-    )
+    return OrjsonResponse(listed(page, more))
 
 
 async def view(state: AppState, batch: Batch) -> dict[str, Any]:

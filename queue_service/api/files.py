@@ -21,6 +21,7 @@ from queue_service.store.batches import FINAL
 
 from .batch_files import output_pieces
 from .dialects import Dialect, speak
+from .pages import listed, page_of
 from .responses import OrjsonResponse
 from .state import AppState
 
@@ -117,30 +118,9 @@ async def delete(request: Request) -> Response:
 async def listing(request: Request) -> Response:
     state, tenant = await _admit(request)
     purpose = request.query_params.get("purpose")
-    files = [record.view() for record in await state.store.files.list(tenant, purpose)]
-    after = request.query_params.get("after")
-    if after is not None:
-        ids = [view["id"] for view in files]
-        files = files[ids.index(after) + 1 :] if after in ids else []
-    limit = _limit(request.query_params.get("limit"))
-    page = files[:limit]
-    return OrjsonResponse(
-        {
-            "object": "list",
-            "data": page,
-            "first_id": page[0]["id"] if page else None,
-            "last_id": page[-1]["id"] if page else None,
-            "has_more": len(files) > limit,
-        }
-    )
-
-
-def _limit(text: str | None, default: int = 10_000, most: int = 10_000) -> int:
-    if text is None:
-        return default
-    if not text.isdigit() or not 1 <= int(text) <= most:
-        raise BadRequest(f"limit must be a whole number from 1 to {most}")
-    return int(text)
+    files = {record.id: record for record in await state.store.files.list(tenant, purpose)}
+    ids, more = page_of(request, list(files), after="after", default=10_000, most=10_000)
+    return OrjsonResponse(listed([files[file_id].view() for file_id in ids], more))
 
 
 ROUTES = [

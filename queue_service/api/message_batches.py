@@ -26,6 +26,7 @@ from queue_service.timing import now_ms
 from .batch_runner import WINDOWS
 from .body import parse_model, read_json_bytes
 from .dialects import Dialect, speak
+from .pages import listed, page_of
 from .responses import OrjsonResponse
 from .state import AppState
 
@@ -118,30 +119,16 @@ async def cancel(request: Request) -> Response:
 async def listing(request: Request) -> Response:
     state = _state(request)
     tenant = (await state.admit(request)).tenant
-    ids = []
-    for batch_id in await state.store.batches.ids(tenant):
-        if batch_id.startswith("msgbatch_"):
-            ids.append(batch_id)
-    after = request.query_params.get("after_id")
-    if after is not None:
-        ids = ids[ids.index(after) + 1 :] if after in ids else []
-    text = request.query_params.get("limit", "20")
-    if not text.isdigit() or not 1 <= int(text) <= 1000:
-        raise BadRequest("limit must be a whole number from 1 to 1000")
-    limit = int(text)
+    ids = [i for i in await state.store.batches.ids(tenant) if i.startswith("msgbatch_")]
+    ids_of_page, more = page_of(request, ids, after="after_id", default=20, most=1000)
     page = []
-    for batch_id in ids[:limit]:
+    for batch_id in ids_of_page:
         batch = await state.store.batches.load(batch_id, tenant)
         if batch is not None:
             page.append(await view(state, request, await state.batch_runner.refresh(batch)))
-    return OrjsonResponse(
-        {
-            "data": page,
-            "has_more": len(ids) > limit,
-            "first_id": page[0]["id"] if page else None,
-            "last_id": page[-1]["id"] if page else None,
-        }
-    )
+    answer = listed(page, more)
+    del answer["object"]  # Anthropic's lists have none
+    return OrjsonResponse(answer)
 
 
 async def results(request: Request) -> Response:
