@@ -15,7 +15,7 @@ import httpx
 import orjson
 import pytest
 from arq.worker import Worker
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from queue_service.api.app import create_app
 from queue_service.cli.main import build_parser
@@ -42,12 +42,22 @@ class Service:
     url: str
     puts: int = 0
     delay: float = 0.0
+    answer_delay: float = 0.0
+    """Seconds each put's answer is held after the put went through (a lost answer)."""
 
     def counting(self, app: ASGIApp) -> ASGIApp:
         async def counted(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] == "http" and scope["path"] == "/v1/queue/put":
                 self.puts += 1
                 await asyncio.sleep(self.delay)
+
+                async def held(message: Message) -> None:
+                    if message["type"] == "http.response.start":
+                        await asyncio.sleep(self.answer_delay)
+                    await send(message)
+
+                await app(scope, receive, held)
+                return
             await app(scope, receive, send)
 
         return counted
@@ -301,7 +311,7 @@ async def test_an_interrupted_run_and_its_rerun_create_each_job_once(
     total = 50
     jobs = write_lines(tmp_path / "jobs.jsonl", [chat(f"job {n}") for n in range(1, total + 1)])
     state_path = jobs.with_name("jobs.jsonl" + STATE_SUFFIX)
-    service.delay = 0.1  # 4 puts at a time, each held: puts are under way when it stops
+    service.answer_delay = 0.2  # 4 at a time, each put done but its answer held: under way
     argv = [*common(service, "http://127.0.0.1:9/cb"), "--concurrency", "4"]
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -324,7 +334,7 @@ async def test_an_interrupted_run_and_its_rerun_create_each_job_once(
         assert f"interrupted: {len(recorded)} of {total} jobs submitted" in stderr.decode()
         assert await jobs_on_server(service) == len(recorded)
 
-    service.delay = 0.0
+    service.answer_delay = 0.0
     assert await submit(jobs, *argv) == 0
     assert len(read_lines(state_path)) == total
     assert await jobs_on_server(service) == total  # never a second job for a line
