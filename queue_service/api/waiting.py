@@ -229,8 +229,7 @@ async def streaming(state: AppState, request: Request, submission: Submission) -
             await _abandon(state, submission, "timed out while streaming", timed_out=True)
             finished = True
             yield _error_event("the job did not finish within its timeout", "timeout")
-        except HubDisconnected as exc:
-            finished = True
+        except HubDisconnected as exc:  # its client gets no more events: the job is cancelled
             yield _error_event(exc.message, "unavailable")
         except SlowReader:  # the cut-off in RelayResponse ends the response
             return

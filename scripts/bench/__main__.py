@@ -2,8 +2,9 @@
 
     python -m scripts.bench [scenario ...] [--quick]
 
-Scenarios: pickup, blocking, streaming, held, throughput, batch (all when none is named). Each
-prints a table and writes its section of BENCHMARKS.md with the machine and the command.
+Scenarios: pickup, blocking, streaming, held, throughput, memory, batch (all when none is
+named). Each prints a table and writes its section of BENCHMARKS.md with the machine and the
+command.
 Every figure sits next to a baseline from the same run: these machines are shared and
 noisy, so ratios and differences mean more than absolute numbers. `--quick` takes few
 samples, for a smoke run. Run from the repository root.
@@ -28,6 +29,7 @@ from scripts.bench.batch import batch
 from scripts.bench.blocking import blocking
 from scripts.bench.held import held
 from scripts.bench.lib import MockUpstream, Stack, redis_for_bench, report, summary_ms
+from scripts.bench.memory import memory
 from scripts.bench.streaming import streaming
 from scripts.bench.throughput import throughput
 
@@ -155,6 +157,7 @@ SCENARIOS = {
     "streaming": streaming,
     "held": held,
     "throughput": throughput,
+    "memory": memory,
     "batch": batch,
 }
 
@@ -163,6 +166,11 @@ async def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m scripts.bench", description=__doc__)
     parser.add_argument("scenarios", nargs="*", choices=[*SCENARIOS, []], default=[])
     parser.add_argument("--quick", action="store_true", help="fewer samples, for a smoke run")
+    parser.add_argument(
+        "--before",
+        metavar="PATH",
+        help="memory: measure the service code at PATH too (e.g. a worktree at an older tag)",
+    )
     args = parser.parse_args()
     args.command = " ".join(["python -m scripts.bench", *sys.argv[1:]])
     with redis_for_bench() as redis_url:

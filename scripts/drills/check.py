@@ -7,6 +7,7 @@ import asyncio
 import statistics
 import time
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,9 @@ class DrillResult:
     refused: int = 0
     completed: int = 0
     lost: int = 0
+    lost_with_data: int = 0
+    """Data-loss drills only: jobs accepted before Redis lost its data (no persistence) that
+    never had a callback. Lost with the data by design: reported, not a failure."""
     late: int = 0
     """Quick runs only: finished jobs whose callback the sweeper resends after the run's wait."""
     duplicated: int = 0
@@ -43,6 +47,8 @@ class DrillResult:
     median_delay: float = 0.0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    broken: list[str] = field(default_factory=list)
+    """Guarantees of the drill's own that broke (beyond those counted above)."""
     error: str | None = None
 
     def failures(self) -> list[str]:
@@ -62,7 +68,7 @@ class DrillResult:
             broken.append(f"{self.duplicated} duplicate callbacks > {self.dup_bound} allowed")
         if self.key_mismatches:
             broken.append(f"{self.key_mismatches} callbacks with a wrong Idempotency-Key")
-        return broken
+        return broken + self.broken
 
     @property
     def passed(self) -> bool:
@@ -121,8 +127,10 @@ def tally(
     receiver: CallbackReceiver,
     excused: set[str],
     views: dict[str, dict[str, Any]],
+    others: Collection[str] = (),
 ) -> DrillResult:
-    """Fill `result` from what was accepted and what was called back."""
+    """Fill `result` from what was accepted and what was called back (`others`: task ids
+    accepted but accounted for elsewhere; their callbacks are not strangers)."""
     result.submitted = len(ledger.accepted)
     result.refused = len(ledger.refused)
     delays = []
@@ -160,7 +168,7 @@ def tally(
     if refusals:
         listed = ", ".join(f"{n} × {reason}" for reason, n in refusals.items())
         result.notes.append(f"puts refused: {listed}")
-    _count_strangers(result, ledger, receiver)
+    _count_strangers(result, ledger, receiver, set(others))
     result.notes += _view_notes(ledger, receiver, views)
     return result
 
@@ -171,11 +179,13 @@ def _callback_unsettled(view: dict[str, Any] | None) -> bool:
     return view is not None and callback.get("status") in ("pending", "retrying")
 
 
-def _count_strangers(result: DrillResult, ledger: Ledger, receiver: CallbackReceiver) -> None:
+def _count_strangers(
+    result: DrillResult, ledger: Ledger, receiver: CallbackReceiver, others: set[str]
+) -> None:
     """Callbacks for task ids never accepted: of a refused put that ran anyway, or unknown."""
     refused_texts = {job.text for job in ledger.refused}
     for task_id, deliveries in receiver.deliveries.items():
-        if task_id in ledger.accepted:
+        if task_id in ledger.accepted or task_id in others:
             continue
         if any(d.text in refused_texts for d in deliveries):
             result.ghosts += 1

@@ -34,6 +34,10 @@ class Job:
     expect: Expect
     sent_at: float = 0.0
     """time.monotonic() when the put was sent."""
+    answered_at: float = 0.0
+    """time.monotonic() when its answer (or the error instead) came."""
+    http_status: int | None = None
+    """The put's HTTP status; None when no answer came (connection error, timeout)."""
     task_id: str | None = None
     refusal: str | None = None
 
@@ -95,9 +99,12 @@ class Submitter:
         try:
             response = await self.client.post(f"{self.api_url}/v1/queue/put", json=job.payload)
         except httpx.HTTPError as exc:
+            job.answered_at = time.monotonic()
             job.refusal = type(exc).__name__
             self.ledger.refused.append(job)
             return
+        job.answered_at = time.monotonic()
+        job.http_status = response.status_code
         if response.status_code == 200:
             job.task_id = str(response.json()["data"])
             self.ledger.accepted[job.task_id] = job
@@ -124,14 +131,18 @@ class Submitter:
 
     async def view(self, task_id: str) -> dict[str, Any] | None:
         """`GET /v1/queue/{task_id}`'s data, or None when it cannot be had."""
+        return (await self.lookup(task_id))[1]
+
+    async def lookup(self, task_id: str) -> tuple[int | None, dict[str, Any] | None]:
+        """`GET /v1/queue/{task_id}`: the HTTP status (None: no answer) and, on 200, the data."""
         try:
             response = await self.client.get(f"{self.api_url}/v1/queue/{task_id}")
         except httpx.HTTPError:
-            return None
+            return None, None
         if response.status_code != 200:
-            return None
+            return response.status_code, None
         data: dict[str, Any] = response.json()["data"]
-        return data
+        return 200, data
 
     async def views(self, task_ids: list[str]) -> dict[str, dict[str, Any]]:
         """The views of many tasks, a few at a time."""

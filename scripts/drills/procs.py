@@ -84,7 +84,7 @@ def start_mock(reaper: Reaper, name: str) -> tuple[subprocess.Popen[bytes], int]
 
 @dataclass
 class Fleet:
-    """One drill's API process and workers, on a key prefix of their own."""
+    """One drill's API process (or processes) and workers, on a key prefix of their own."""
 
     reaper: Reaper
     name: str
@@ -93,14 +93,28 @@ class Fleet:
     concurrency: int
     env_extra: dict[str, str] = field(default_factory=dict)
     prefix: str = field(default_factory=lambda: f"drill{uuid.uuid4().hex[:10]}")
-    api_port: int = field(default_factory=free_port)
+    api_count: int = 1
+    """How many API processes: each on a port of its own, all on the same Redis and prefix."""
+    api_ports: list[int] = field(init=False)
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    api: subprocess.Popen[bytes] | None = None
+    apis: list[subprocess.Popen[bytes]] = field(default_factory=list)
     _serial: int = 0
+
+    def __post_init__(self) -> None:
+        self.api_ports = []
+        while len(self.api_ports) < self.api_count:
+            port = free_port()
+            if port not in self.api_ports:
+                self.api_ports.append(port)
 
     @property
     def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
+        """The first API process's address."""
+        return self.api_urls[0]
+
+    @property
+    def api_urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{port}" for port in self.api_ports]
 
     def env(self) -> dict[str, str]:
         return {
@@ -114,12 +128,16 @@ class Fleet:
         }
 
     async def start(self, workers: int) -> None:
-        """Start the API and `workers` workers; return once the API listens and a worker runs."""
-        command = [str(BIN / "queue-service"), "api", "--port", str(self.api_port)]
-        self.api = self.reaper.spawn(f"{self.name}-api", command, self.env())
+        """Start the API processes and `workers` workers; return once every API listens and
+        a worker runs."""
+        for index, port in enumerate(self.api_ports):
+            command = [str(BIN / "queue-service"), "api", "--port", str(port)]
+            name = f"{self.name}-api" + (f"{index + 1}" if self.api_count > 1 else "")
+            self.apis.append(self.reaper.spawn(name, command, self.env()))
         for _ in range(workers):
             self.start_worker()
-        await asyncio.to_thread(wait_for_port, self.api_port, 60.0)
+        for port in self.api_ports:
+            await asyncio.to_thread(wait_for_port, port, 60.0)
         await asyncio.to_thread(wait_for_worker, self.redis_url, self.prefix, 60.0)
 
     def start_worker(self) -> subprocess.Popen[bytes]:
@@ -143,7 +161,7 @@ class Fleet:
         self.workers.remove(worker)
 
     async def stop(self) -> None:
-        processes = [*self.workers, *([self.api] if self.api else [])]
+        processes = [*self.workers, *self.apis]
         await asyncio.to_thread(self.reaper.end, processes, 40.0)
         self.workers.clear()
-        self.api = None
+        self.apis.clear()

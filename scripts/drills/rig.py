@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import time
 import traceback
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +42,9 @@ class Rig:
     probe: Probe
     ledger: Ledger
     submitter: Submitter
+    """Puts on the first API process's first queue (most drills have one of each)."""
+    submitters: list[Submitter]
+    """One per API process and queue, API by API: all record in the one ledger."""
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -54,35 +57,52 @@ class Rig:
         workers: int,
         concurrency: int,
         env: dict[str, str],
+        apis: int = 1,
+        queues: int = 1,
     ) -> AsyncIterator[Rig]:
         receiver = CallbackReceiver()
         await receiver.up()
         mock, mock_port = start_mock(opts.reaper, name)
         upstream_url = f"http://127.0.0.1:{mock_port}"
-        fleet = Fleet(opts.reaper, name, redis_url, upstream_url, concurrency, BASE_ENV | env)
-        queue = f"drill-{name}"
-        probe = Probe(redis_url, fleet.prefix, queue)
+        fleet = Fleet(
+            opts.reaper, name, redis_url, upstream_url, concurrency, BASE_ENV | env, api_count=apis
+        )
+        names = [f"drill-{name}"] if queues == 1 else [f"drill-{name}-{q}" for q in range(queues)]
+        probe = Probe(redis_url, fleet.prefix, *names)
         ledger = Ledger()
-        submitter = Submitter(fleet.api_url, queue, receiver.url, ledger)
+        submitters = [
+            Submitter(url, queue, receiver.url, ledger) for url in fleet.api_urls for queue in names
+        ]
         try:
             await asyncio.to_thread(wait_for_port, mock_port, 60.0)
             await fleet.start(workers)
-            yield cls(opts, name, fleet, receiver, probe, ledger, submitter)
+            yield cls(opts, name, fleet, receiver, probe, ledger, submitters[0], submitters)
         finally:
-            await submitter.close()
+            for submitter in submitters:
+                await submitter.close()
             await fleet.stop()
             await asyncio.to_thread(opts.reaper.end, [mock])
             await receiver.down()
-            await _delete_keys(probe)
+            await delete_keys(probe)
 
     async def finish(
-        self, result: DrillResult, *, dup_bound: int = 0, base: float = 30.0
+        self,
+        result: DrillResult,
+        *,
+        dup_bound: int = 0,
+        base: float = 30.0,
+        ledger: Ledger | None = None,
+        others: Collection[str] = (),
     ) -> DrillResult:
-        """Wait for the callbacks (see `drain`), then count."""
+        """Wait for the callbacks (see `drain`), then count.
+
+        `ledger`: count only these accepted jobs (default: all); `others` are accepted jobs
+        the drill accounts for itself (their callbacks are not strangers)."""
+        ledger = ledger or self.ledger
         drained = await drain(
-            self.ledger, self.receiver, self.probe, base=base, sweeper=not self.opts.quick
+            ledger, self.receiver, self.probe, base=base, sweeper=not self.opts.quick
         )
-        views = await self._settled_views()
+        views = await settled_views(self.submitter, ledger, self.receiver)
         excused = set(drained.waiting) if self.opts.quick else set()
         if drained.swept:
             result.notes.append(
@@ -96,25 +116,28 @@ class Rig:
                 " quick run's wait (counted as late, not lost; a full run waits for them)"
             )
         result.dup_bound = dup_bound
-        return tally(result, self.ledger, self.receiver, excused, views)
+        return tally(result, ledger, self.receiver, excused, views, others)
 
-    async def _settled_views(self) -> dict[str, dict[str, Any]]:
-        """Every accepted task's view, once the callbacks that arrived are recorded as such
-        (or SETTLE_SECONDS passed: those left will be sent again)."""
-        views = await self.submitter.views(list(self.ledger.accepted))
-        deadline = time.monotonic() + SETTLE_SECONDS
-        while time.monotonic() < deadline:
-            unsettled = [
-                task
-                for task, view in views.items()
-                if task in self.receiver.deliveries
-                and (view.get("callback") or {}).get("status") in ("pending", "retrying")
-            ]
-            if not unsettled:
-                break
-            await asyncio.sleep(0.5)
-            views.update(await self.submitter.views(unsettled))
-        return views
+
+async def settled_views(
+    submitter: Submitter, ledger: Ledger, receiver: CallbackReceiver
+) -> dict[str, dict[str, Any]]:
+    """Every accepted task's view, once the callbacks that arrived are recorded as such
+    (or SETTLE_SECONDS passed: those left will be sent again)."""
+    views = await submitter.views(list(ledger.accepted))
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while time.monotonic() < deadline:
+        unsettled = [
+            task
+            for task, view in views.items()
+            if task in receiver.deliveries
+            and (view.get("callback") or {}).get("status") in ("pending", "retrying")
+        ]
+        if not unsettled:
+            break
+        await asyncio.sleep(0.5)
+        views.update(await submitter.views(unsettled))
+    return views
 
 
 SETTLE_SECONDS = 15.0
@@ -122,7 +145,7 @@ SETTLE_SECONDS = 15.0
 receiver's answer, within QUEUE_CALLBACK_REQUEST_TIMEOUT)."""
 
 
-async def _delete_keys(probe: Probe) -> None:
+async def delete_keys(probe: Probe) -> None:
     try:
         await probe.delete_keys()
     except Exception:

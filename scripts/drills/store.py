@@ -24,9 +24,9 @@ def _of(pid: int | None, consumer: str) -> bool:
 
 
 class Probe:
-    """Read-only views of one drill's queue, and the clean-up of its keys."""
+    """Read-only views of one drill's queue (or queues), and the clean-up of its keys."""
 
-    def __init__(self, redis_url: str, prefix: str, queue: str) -> None:
+    def __init__(self, redis_url: str, prefix: str, queue: str, *more_queues: str) -> None:
         self.redis = Redis.from_url(
             redis_url,
             socket_connect_timeout=5,
@@ -35,7 +35,7 @@ class Probe:
         )
         self.keys = Keys(prefix)
         self.prefix = prefix
-        self.queue = queue
+        self.queues = (queue, *more_queues)
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -44,20 +44,22 @@ class Probe:
         """Jobs a worker (`pid`, or any) holds: read and not acknowledged, or finished with
         their callback not yet settled. What a kill of that worker can leave half done."""
         total = 0
+        for queue in self.queues:
+            total += await self._in_flight(queue, pid)
+        return total
+
+    async def _in_flight(self, queue: str, pid: int | None) -> int:
+        total = 0
         for level in (0, 1):
             with contextlib.suppress(ResponseError):  # no group yet: nothing put so far
-                summary = await self.redis.xpending(
-                    self.keys.stream(self.queue, level), CONSUMER_GROUP
-                )
+                summary = await self.redis.xpending(self.keys.stream(queue, level), CONSUMER_GROUP)
                 for consumer in summary.get("consumers") or []:
                     if _of(pid, consumer["name"].decode()):
                         total += int(consumer["pending"])
-        due = await self.redis.zrange(self.keys.callbacks_due(self.queue), 0, -1)
+        due = await self.redis.zrange(self.keys.callbacks_due(queue), 0, -1)
         async with self.redis.pipeline(transaction=False) as pipe:
             for task_id in due:
-                pipe.hmget(
-                    self.keys.task(self.queue, task_id.decode()), "worker", "callback_status"
-                )
+                pipe.hmget(self.keys.task(queue, task_id.decode()), "worker", "callback_status")
             rows = cast(list[list[bytes | None]], await pipe.execute())
         for worker, callback_status in rows:
             if worker and callback_status != b"delivered" and _of(pid, worker.decode()):
@@ -67,16 +69,17 @@ class Probe:
     async def awaiting_sweeper(self, task_ids: list[str]) -> dict[str, float]:
         """Of these tasks, those finished whose callback is due for the sweeper: id -> when
         it falls due (epoch seconds)."""
-        due_key = self.keys.callbacks_due(self.queue)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for task_id in task_ids:
-                pipe.hget(self.keys.task(self.queue, task_id), "status")
-                pipe.zscore(due_key, task_id)
-            replies = cast(list[Any], await pipe.execute())
         waiting = {}
-        for task_id, status, score in zip(task_ids, replies[::2], replies[1::2], strict=True):
-            if status is not None and status.decode() in TERMINAL and score is not None:
-                waiting[task_id] = float(score) / 1000
+        for queue in self.queues:  # a task is on one of them
+            due_key = self.keys.callbacks_due(queue)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for task_id in task_ids:
+                    pipe.hget(self.keys.task(queue, task_id), "status")
+                    pipe.zscore(due_key, task_id)
+                replies = cast(list[Any], await pipe.execute())
+            for task_id, status, score in zip(task_ids, replies[::2], replies[1::2], strict=True):
+                if status is not None and status.decode() in TERMINAL and score is not None:
+                    waiting[task_id] = float(score) / 1000
         return waiting
 
     async def delete_keys(self) -> int:
