@@ -50,6 +50,11 @@ def _state(request: Request) -> AppState:
 async def create(request: Request) -> Response:
     state = _state(request)
     principal = await state.admit(request)
+    if state.credentials is not None:
+        raise BadRequest(
+            "batches run with the service's own upstream key, so they are not available with "
+            "QUEUE_UPSTREAM_AUTH=passthrough"
+        )
     ask = parse_model(CreateBatch, await read_json_bytes(request, 64 * 1024))
     if ask.endpoint not in state.put_context.endpoints:
         served = ", ".join(sorted(state.put_context.endpoints))

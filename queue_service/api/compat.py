@@ -12,6 +12,8 @@ through the put API's callback mode). Errors come in the SDK's own dialect.
 
 from __future__ import annotations
 
+import re
+
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
@@ -28,6 +30,7 @@ from .responses import OrjsonResponse
 from .state import AppState
 
 ANTHROPIC_ENDPOINTS = frozenset({"/v1/messages"})
+WHOLE_NUMBER = re.compile(r"[0-9]{1,9}")
 
 
 def _state(request: Request) -> AppState:
@@ -39,8 +42,8 @@ def _header_int(request: Request, name: str) -> int | None:
     text = request.headers.get(name)
     if text is None:
         return None
-    if not text.strip().isdigit():
-        raise BadRequest(f"header {name} must be a whole number, not {text!r}")
+    if not WHOLE_NUMBER.fullmatch(text.strip()):
+        raise BadRequest(f"header {name} must be a whole number (up to 9 digits), not {text!r}")
     return int(text)
 
 

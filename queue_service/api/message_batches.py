@@ -23,7 +23,7 @@ from queue_service.models import Status
 from queue_service.store.batches import FINAL, Batch
 from queue_service.timing import now_ms
 
-from .batch_runner import WINDOWS
+from .batch_runner import MAX_LINES, WINDOWS
 from .body import parse_model, read_json_bytes
 from .dialects import Dialect, speak
 from .pages import listed, page_of
@@ -32,7 +32,7 @@ from .state import AppState
 
 ENDPOINT = "/v1/messages"
 ENDS = ("completed_at", "cancelled_at", "expired_at", "failed_at")
-MAX_REQUESTS = 100_000
+MAX_REQUESTS = MAX_LINES
 
 
 class BatchRequest(BaseModel):
@@ -63,7 +63,12 @@ async def _lines(ask: CreateMessageBatch) -> AsyncIterator[bytes]:
 async def create(request: Request) -> Response:
     state = _state(request)
     principal = await state.admit(request)
-    body = await read_json_bytes(request, state.settings.max_file_bytes)
+    if state.credentials is not None:
+        raise BadRequest(
+            "batches run with the service's own upstream key, so they are not available with "
+            "QUEUE_UPSTREAM_AUTH=passthrough"
+        )
+    body = await read_json_bytes(request, state.settings.max_body_bytes)
     ask = parse_model(CreateMessageBatch, body)
     ids = [item.custom_id for item in ask.requests]
     if len(set(ids)) != len(ids):

@@ -3,6 +3,7 @@ given id, `limit` of them, and whether more follow."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -22,7 +23,7 @@ def page_of(
     if cursor is not None:
         ids = ids[ids.index(cursor) + 1 :] if cursor in ids else []
     text = request.query_params.get("limit", str(default))
-    if not text.isdigit() or not 1 <= int(text) <= most:
+    if not re.fullmatch(r"[0-9]{1,9}", text) or not 1 <= int(text) <= most:
         raise BadRequest(f"limit must be a whole number from 1 to {most}")
     limit = int(text)
     return ids[:limit], len(ids) > limit

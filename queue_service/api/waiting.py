@@ -70,9 +70,13 @@ async def wait_or_leave(
     )
 
 
-def _response(done: Done, task_id: str) -> Response:
+async def _response(state: AppState, submission: Submission, done: Done) -> Response:
+    task_id = submission.text_id
+    body = done.body
+    if done.stored:  # too large to publish: it waits on the task record
+        body = await state.store.tasks.result(submission.job.queue, task_id)
     return Response(
-        done.body,
+        body,
         status_code=done.status_code,
         media_type=done.content_type,
         headers={TASK_ID_HEADER: task_id},
@@ -137,12 +141,15 @@ async def blocking(state: AppState, request: Request, submission: Submission) ->
                     request, events.next(), deadline - time.monotonic(), text_id
                 )
                 if isinstance(event, Done):
-                    return _response(event, text_id)
+                    return await _response(state, submission, event)
         except (ClientGone, RequestTimeout) as exc:
             timed_out = isinstance(exc, RequestTimeout)
             reason = _reason(exc, "waiting for the result")
             await _abandon(state, submission, reason, timed_out=timed_out)
             raise
+        except HubDisconnected as exc:  # nobody will see its result: stop it, say which it was
+            await _abandon(state, submission, "the results connection dropped")
+            raise HubDisconnected(exc.message, headers={TASK_ID_HEADER: text_id}) from None
 
 
 class RelayResponse(StreamingResponse):
@@ -209,7 +216,7 @@ async def streaming(state: AppState, request: Request, submission: Submission) -
     if isinstance(first, Done):  # refused before the first event: a plain response
         finished = True
         await subscription.aclose()
-        return _response(first, text_id)
+        return await _response(state, submission, first)
 
     async def relay() -> AsyncIterator[bytes]:
         nonlocal finished

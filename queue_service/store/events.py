@@ -6,7 +6,10 @@ bytes the upstream sent (no re-encoding on the hot path):
 - `h` head: `{"status_code", "content_type"}`: the upstream accepted a streamed request;
 - `c` chunk: one raw SSE event (`event: ...\\ndata: ...\\n\\n`), to relay as it is;
 - `d` done: `{"status", "status_code", "content_type"}`, a newline, then the body when the
-  waiting client needs it (blocking mode); otherwise nothing follows the newline.
+  waiting client needs it (blocking mode); otherwise nothing follows the newline. A body
+  over `INLINE_RESULT_BYTES` is not published (`"stored": true`): the waiter reads it from
+  the task record, so one large answer never strains the pub/sub connection all waiters
+  share (Redis cuts a subscriber's connection past its pubsub output-buffer limit).
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ class Done:
     status_code: int
     content_type: str
     body: bytes
+    stored: bool = False
+    """The body was too large to publish: read it from the task record."""
 
 
 TaskEvent = Head | Chunk | Done
@@ -48,8 +53,12 @@ def encode_chunk(raw: bytes) -> bytes:
     return b"c" + raw
 
 
-def encode_done(status: Status, status_code: int, content_type: str, body: bytes = b"") -> bytes:
+def encode_done(
+    status: Status, status_code: int, content_type: str, body: bytes = b"", stored: bool = False
+) -> bytes:
     header = {"status": status.value, "status_code": status_code, "content_type": content_type}
+    if stored:
+        header["stored"] = True
     return b"d" + orjson.dumps(header) + b"\n" + body
 
 
@@ -67,5 +76,6 @@ def decode(message: bytes) -> TaskEvent:
     if kind == b"d":
         header, _, body = payload.partition(b"\n")
         done = orjson.loads(header)
-        return Done(Status(done["status"]), done["status_code"], done["content_type"], body)
+        status, code, kind = Status(done["status"]), done["status_code"], done["content_type"]
+        return Done(status, code, kind, body, done.get("stored", False))
     raise ValueError(f"unknown task event kind {kind!r}")

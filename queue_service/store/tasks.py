@@ -41,6 +41,9 @@ log = logging.getLogger("queue_service.store.tasks")
 STOPPED_STATUS_CODES = {Status.CANCELLED: 499, Status.TIMEOUT: 408}
 """499: nginx's "client closed request"; 408: the waiting client's timeout passed."""
 QUEUE_FULL_RETRY_AFTER = 5
+INLINE_RESULT_BYTES = 256 * 1024
+"""Results up to this size travel in the completion event; larger ones are read from the
+task record (see events.py)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,6 +286,13 @@ class Tasks:
         )
         return TaskRecord.from_hash(raw) if raw else None
 
+    async def result(self, queue: str, text_id: str) -> bytes:
+        """A finished task's stored result (empty once the record is gone)."""
+        body: bytes | None = await cast(
+            Awaitable[bytes | None], self._redis.hget(self._keys.task(queue, text_id), "result")
+        )
+        return body or b""
+
     async def sealed_upstream_key(self, queue: str, text_id: str) -> bytes | None:
         """The caller's encrypted upstream key (passthrough auth), while the job runs."""
         key: bytes | None = await cast(
@@ -330,6 +340,9 @@ class Tasks:
         callback = record.mode is ResponseMode.CALLBACK
         owed = callback and bool(record.callback_url)  # batch lines have no callback
         body = b"" if callback else outcome.body
+        stored = len(body) > INLINE_RESULT_BYTES
+        if stored:
+            body = b""
         queue, text_id = record.queue, record.task_id
         return await self._lua.finish(
             task=self._keys.task(queue, text_id),
@@ -340,7 +353,9 @@ class Tasks:
             group=CONSUMER_GROUP,
             retention_ms=self.retention_ms,
             channel=self._keys.task_channel(queue, text_id),
-            event=encode_done(outcome.status, outcome.status_code, outcome.content_type, body),
+            event=encode_done(
+                outcome.status, outcome.status_code, outcome.content_type, body, stored
+            ),
             callback_due_ms=finished + CALLBACK_SETTLE_MS if owed else 0,
             task_id=text_id,
             outcome=outcome.fields(finished),

@@ -6,8 +6,12 @@
 -- KEYS[8] callbacks-due set, KEYS[9] paused set
 -- ARGV[1] queue name, ARGV[2] now (ms), ARGV[3] idle time (ms), ARGV[4] channel announcing
 -- queue changes to workers
--- Returns 1 when removed, 0 when the queue is in use (or gone already).
+-- Returns 1 when removed, 0 when the queue is in use, paused (an operator's choice to keep),
+-- or gone already.
 local name = ARGV[1]
+if redis.call('SISMEMBER', KEYS[9], name) == 1 then
+  return 0
+end
 local expires_at = tonumber(redis.call('HGET', KEYS[3], 'expires_at')) or 0
 if expires_at + tonumber(ARGV[3]) > tonumber(ARGV[2]) then
   return 0
@@ -25,7 +29,6 @@ if id and redis.call('HGET', KEYS[2], id) == name then
   redis.call('HDEL', KEYS[2], id)
 end
 redis.call('HDEL', KEYS[1], name)
-redis.call('SREM', KEYS[9], name)
 redis.call('DEL', KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8])
 redis.call('PUBLISH', ARGV[4], name)
 return 1
