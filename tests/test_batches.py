@@ -15,8 +15,11 @@ import pytest
 from arq.worker import Worker
 from redis.asyncio import Redis
 
+from queue_service.api.app import create_app
+from queue_service.settings import Settings
 from queue_service.store.keys import Keys
 from tests.helpers import eventually
+from tests.servers import serve
 
 
 def request_line(n: int, url: str = "/v1/chat/completions") -> dict[str, Any]:
@@ -178,3 +181,49 @@ async def test_batches_list_newest_first_with_a_cursor(
     assert first.has_more
     listed = [batch.id async for batch in sdk.batches.list(limit=2)]
     assert listed == ids[::-1]
+
+
+async def test_a_batch_cancelled_at_once_never_runs_its_lines(
+    sdk: openai.AsyncOpenAI, api: httpx.AsyncClient, tmp_path: Path
+) -> None:  # no worker: whatever was put stays queued unless cancelled
+    path = write_jsonl(tmp_path / "in.jsonl", [request_line(n) for n in range(1200)])
+    uploaded = await sdk.files.create(file=path.open("rb"), purpose="batch")
+    created = await sdk.batches.create(
+        input_file_id=uploaded.id,
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+        metadata={"queue": "cancel-at-once"},
+    )
+    await sdk.batches.cancel(created.id)  # while it validates, or puts its lines
+    batch = await wait_final(sdk, created.id)
+    assert batch.status == "cancelled"
+    stats = (await api.get("/v1/queue/cancel-at-once/stats")).json()
+    if stats["code"] == 200:  # some lines were put before the cancel took hold: all stopped
+        levels = stats["data"]["levels"]
+        assert levels["1"]["waiting"] == 0
+
+
+async def test_a_line_put_again_by_a_takeover_is_the_same_job(
+    settings: Settings, tmp_path: Path
+) -> None:
+    app = create_app(settings)
+    async with serve(app) as url, openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x") as sdk:
+        path = write_jsonl(tmp_path / "in.jsonl", [request_line(n) for n in range(3)])
+        uploaded = await sdk.files.create(file=path.open("rb"), purpose="batch")
+        created = await sdk.batches.create(
+            input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        state = app.state.queue
+
+        async def all_put() -> list[Any]:
+            return [line async for group in state.store.batches.lines(created.id) for line in group]
+
+        lines = await eventually(lambda: all_put_if(all_put, 3), timeout=10)
+        batch = await state.store.batches.load(created.id, "")
+        again = await state.batch_runner._put(batch, request_line(0))  # its answer was lost
+        assert again.task_id == lines[0].task_id
+
+
+async def all_put_if(read: Any, count: int) -> Any:
+    found = await read()
+    return found if len(found) == count else None

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from queue_service.errors import QueueServiceError
+from queue_service.errors import QueueFull, QueueServiceError
 from queue_service.models import PutContext, PutRequest, ResponseMode
 from queue_service.store import Store
 from queue_service.store.batches import FINAL, Batch, Line
@@ -27,6 +27,7 @@ WINDOWS = {"24h": 24 * 3600}
 SUBMITTER_TTL_MS = 15_000
 GROUP = 500
 """Lines put (and recorded) per step of the background submission."""
+OPEN = ("validating", "in_progress")
 
 
 async def file_lines(pieces: AsyncIterator[bytes]) -> AsyncIterator[tuple[int, bytes]]:
@@ -64,29 +65,38 @@ class BatchRunner:
         await asyncio.gather(*self._running.values(), return_exceptions=True)
 
     async def refresh(self, batch: Batch) -> Batch:
-        """Take over a submission whose process died; finish a batch whose lines ended."""
+        """Take over a submission whose process died; end a batch whose lines all ended (or
+        whose window passed). Every move is atomic: racing processes never undo each other."""
         batches = self.store.batches
         if batch.status in FINAL:
             return batch
+        now = now_ms() // 1000
         submitted = await batches.line_count(batch.id)
-        if batch.status == "validating" or submitted < batch.total:
+        putting = batch.status == "validating" or (
+            batch.status == "in_progress" and submitted < batch.total
+        )
+        if now >= batch.expires_at and batch.status in ("validating", "in_progress"):
+            await batches.stop_unfinished(batch, "the batch expired", expire=True)
+            await batches.move(batch, "expired", OPEN, expired_at=now)
+            return batch
+        if putting:
             if batch.id not in self._running and await batches.hold_submission(
                 batch.id, self._token, SUBMITTER_TTL_MS
             ):
                 self.start(batch)
             return batch
-        now = now_ms() // 1000
-        total, completed, failed = await batches.counts(batch)
-        if completed + failed < total and now >= batch.expires_at:
-            await batches.stop_unfinished(batch, "the batch expired", expire=True)
-            batch.status, batch.times["expired_at"] = "expired", now
-            await batches.save(batch)
-        elif completed + failed >= total:
-            cancelled = batch.status == "cancelling"
-            batch.times.setdefault("finalizing_at", now)
-            batch.status = "cancelled" if cancelled else "completed"
-            batch.times["cancelled_at" if cancelled else "completed_at"] = now
-            await batches.save(batch)
+        _, completed, failed = await batches.counts(batch)
+        if batch.status == "cancelling" and completed + failed < submitted:
+            # lines put while the cancel went on: stop them too
+            await batches.stop_unfinished(batch, "the batch was cancelled", expire=False)
+            _, completed, failed = await batches.counts(batch)
+        if completed + failed >= submitted:  # every line that was put has ended
+            if batch.status == "cancelling":
+                await batches.move(batch, "cancelled", ["cancelling"], cancelled_at=now)
+            else:
+                await batches.move(
+                    batch, "completed", ["in_progress"], finalizing_at=now, completed_at=now
+                )
         return batch
 
     async def _submit(self, batch: Batch) -> None:
@@ -105,11 +115,14 @@ class BatchRunner:
             errors, total = await self._validate(batch)
             now = now_ms() // 1000
             if errors:
-                batch.status, batch.errors, batch.times["failed_at"] = "failed", errors, now
-                await batches.save(batch)
+                found = orjson.dumps(errors).decode()
+                await batches.move(batch, "failed", ["validating"], errors=found, failed_at=now)
                 return
-            batch.status, batch.total, batch.times["in_progress_at"] = "in_progress", total, now
-            await batches.save(batch)
+            moved = await batches.move(
+                batch, "in_progress", ["validating"], total=total, in_progress_at=now
+            )
+            if not moved:  # cancelled meanwhile
+                return
         done = await batches.line_count(batch.id)
         group: list[Line] = []
         async for number, line in self._lines(batch):
@@ -120,6 +133,8 @@ class BatchRunner:
                 await batches.add_lines(batch.id, group)
                 group = []
                 await batches.hold_submission(batch.id, self._token, SUBMITTER_TTL_MS)
+                if await batches.status(batch.id) != "in_progress":  # cancelled: stop here
+                    return
         await batches.add_lines(batch.id, group)
 
     async def _lines(self, batch: Batch) -> AsyncIterator[tuple[int, dict[str, Any]]]:
@@ -179,7 +194,7 @@ class BatchRunner:
             "level": 1,
             "data": value["body"],
             "response_mode": ResponseMode.CALLBACK,
-            "timeout": max(batch.expires_at - now_ms() // 1000, 1),
+            "timeout": WINDOWS[batch.completion_window],  # the same on every try: idempotent
         }
         context = self.put_context.model_copy(
             update={"callback_required": False, "max_timeout": WINDOWS["24h"]}
@@ -187,9 +202,15 @@ class BatchRunner:
         return validate_object(PutRequest, envelope, context)
 
     async def _put(self, batch: Batch, value: dict[str, Any]) -> Line:
+        """Put one line (waiting out a full queue); a line put before under the same
+        idempotency key (a process died before recording it) answers its first task."""
         job = self._job(batch, value)
         timeout = job.timeout or WINDOWS["24h"]
-        task_id = await self.store.tasks.enqueue(
-            job, batch.tenant, timeout, None, f"{batch.id}:{value['custom_id']}"
-        )
-        return Line(value["custom_id"], task_id)
+        key = f"{batch.id}:{value['custom_id']}"
+        while True:
+            try:
+                task_id = await self.store.tasks.enqueue(job, batch.tenant, timeout, None, key)
+                return Line(value["custom_id"], task_id)
+            except QueueFull as exc:
+                await asyncio.sleep(exc.retry_after)
+                await self.store.batches.hold_submission(batch.id, self._token, SUBMITTER_TTL_MS)

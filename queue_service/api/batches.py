@@ -24,7 +24,7 @@ from queue_service.store.batches import FINAL, Batch
 from queue_service.timing import now_ms
 
 from .batch_files import output_file_id
-from .batch_runner import WINDOWS
+from .batch_runner import OPEN, WINDOWS
 from .body import parse_model, read_json_bytes
 from .dialects import Dialect, speak
 from .pages import listed, page_of
@@ -79,7 +79,7 @@ async def create(request: Request) -> Response:
         expires_at=created + WINDOWS[ask.completion_window],
         metadata=ask.metadata,
     )
-    await state.store.batches.save(batch)
+    await state.store.batches.create(batch)
     state.batch_runner.start(batch)
     return OrjsonResponse(await view(state, batch))
 
@@ -100,10 +100,8 @@ async def retrieve(request: Request) -> Response:
 
 async def cancel(request: Request) -> Response:
     state, batch = await _found(request)
-    if batch.status in ("validating", "in_progress", "finalizing"):
-        batch.status = "cancelling"
-        batch.times["cancelling_at"] = now_ms() // 1000
-        await state.store.batches.save(batch)
+    now = now_ms() // 1000
+    if await state.store.batches.move(batch, "cancelling", OPEN, cancelling_at=now):
         await state.store.batches.stop_unfinished(batch, "the batch was cancelled", expire=False)
     return OrjsonResponse(await view(state, await state.batch_runner.refresh(batch)))
 

@@ -23,7 +23,7 @@ from queue_service.models import Status
 from queue_service.store.batches import FINAL, Batch
 from queue_service.timing import now_ms
 
-from .batch_runner import MAX_LINES, WINDOWS
+from .batch_runner import MAX_LINES, OPEN, WINDOWS
 from .body import parse_model, read_json_bytes
 from .dialects import Dialect, speak
 from .pages import listed, page_of
@@ -91,7 +91,7 @@ async def create(request: Request) -> Response:
         expires_at=created + WINDOWS["24h"],
         kind="anthropic",
     )
-    await state.store.batches.save(batch)
+    await state.store.batches.create(batch)
     state.batch_runner.start(batch)
     return OrjsonResponse(await view(state, request, batch))
 
@@ -112,10 +112,8 @@ async def retrieve(request: Request) -> Response:
 
 async def cancel(request: Request) -> Response:
     state, batch = await _found(request)
-    if batch.status not in FINAL and batch.status != "cancelling":
-        batch.status = "cancelling"
-        batch.times["cancelling_at"] = now_ms() // 1000
-        await state.store.batches.save(batch)
+    now = now_ms() // 1000
+    if await state.store.batches.move(batch, "cancelling", OPEN, cancelling_at=now):
         await state.store.batches.stop_unfinished(batch, "the batch was canceled", expire=False)
         batch = await state.batch_runner.refresh(batch)
     return OrjsonResponse(await view(state, request, batch))

@@ -79,7 +79,7 @@ class Store:
         self.buckets = TokenBuckets(keys, lua)
         self.announcements = Announcements(redis, keys)
         self.files = Files(redis, keys, file_retention_s)
-        self.batches = Batches(redis, keys, self.tasks, file_retention_s)
+        self.batches = Batches(redis, keys, lua, self.tasks, file_retention_s)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:

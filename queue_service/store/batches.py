@@ -22,6 +22,7 @@ from queue_service.models import TERMINAL_STATUSES, Status
 from queue_service.timing import now_ms
 
 from .keys import Keys
+from .lua import LuaScripts
 from .records import TaskRecord
 from .tasks import Tasks
 
@@ -105,9 +106,12 @@ def _tenant_digest(tenant: str) -> str:
 
 
 class Batches:
-    def __init__(self, redis: Redis, keys: Keys, tasks: Tasks, retention_s: int) -> None:
+    def __init__(
+        self, redis: Redis, keys: Keys, lua: LuaScripts, tasks: Tasks, retention_s: int
+    ) -> None:
         self._redis = redis
         self._keys = keys
+        self._lua = lua
         self._tasks = tasks
         self.retention_s = retention_s
 
@@ -115,22 +119,53 @@ class Batches:
     def new_id(kind: str = "openai") -> str:
         return ("msgbatch_" if kind == "anthropic" else "batch_") + secrets.token_hex(12)
 
-    async def save(self, batch: Batch) -> None:
+    async def create(self, batch: Batch) -> None:
+        """Store a new batch (and list it, in creation order)."""
         key = self._keys.batch(batch.id)
+        index = self._keys.tenant_batches(_tenant_digest(batch.tenant))
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping=batch.to_hash())
             pipe.expire(key, self.retention_s)
-            pipe.expire(self._keys.batch_lines(batch.id), self.retention_s)
-            index = self._keys.tenant_batches(_tenant_digest(batch.tenant))
-            pipe.zadd(index, {batch.id: now_ms()}, nx=True)  # listed in creation order
+            pipe.zadd(index, {batch.id: now_ms()}, nx=True)
+            pipe.expire(index, self.retention_s)
             await pipe.execute()
+
+    async def move(
+        self, batch: Batch, status: str, allowed_from: Iterable[str], **fields: int | str
+    ) -> bool:
+        """Move the batch to `status` if it is in one of `allowed_from` (atomically, so racing
+        processes never undo each other); on success `batch` says so too."""
+        moved = await self._lua.batch_status(
+            batch=self._keys.batch(batch.id),
+            status=status,
+            allowed_from=list(allowed_from),
+            fields=dict(fields),
+        )
+        if moved:
+            batch.status = status
+            for name, value in fields.items():
+                if name.endswith("_at") and isinstance(value, int):
+                    batch.times[name] = value
+                elif name == "total" and isinstance(value, int):
+                    batch.total = value
+                elif name == "errors" and isinstance(value, str):
+                    batch.errors = orjson.loads(value)
+        return moved
+
+    async def status(self, batch_id: str) -> str | None:
+        raw = await cast(
+            Awaitable[bytes | None], self._redis.hget(self._keys.batch(batch_id), "status")
+        )
+        return raw.decode() if raw else None
 
     async def add_lines(self, batch_id: str, lines: list[Line]) -> None:
         if lines:
+            key = self._keys.batch_lines(batch_id)
             entries = [orjson.dumps([line.custom_id, line.task_id]) for line in lines]
-            await cast(
-                Awaitable[int], self._redis.rpush(self._keys.batch_lines(batch_id), *entries)
-            )
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.rpush(key, *entries)
+                pipe.expire(key, self.retention_s)
+                await pipe.execute()
 
     async def load(self, batch_id: str, tenant: str) -> Batch | None:
         raw = await cast(
@@ -155,9 +190,17 @@ class Batches:
         return int(await cast(Awaitable[int], self._redis.llen(self._keys.batch_lines(batch_id))))
 
     async def ids(self, tenant: str) -> list[str]:
-        """The tenant's batch ids, newest first."""
+        """The tenant's batch ids, newest first (expired ones are dropped from the index)."""
         index = self._keys.tenant_batches(_tenant_digest(tenant))
-        return [raw.decode() for raw in await self._redis.zrevrange(index, 0, -1)]
+        ids = [raw.decode() for raw in await self._redis.zrevrange(index, 0, -1)]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for batch_id in ids:
+                pipe.exists(self._keys.batch(batch_id))
+            alive = await pipe.execute()
+        gone = [batch_id for batch_id, exists in zip(ids, alive, strict=True) if not exists]
+        if gone:
+            await self._redis.zrem(index, *gone)
+        return [batch_id for batch_id, exists in zip(ids, alive, strict=True) if exists]
 
     async def lines(self, batch_id: str) -> AsyncIterator[list[Line]]:
         """The batch's lines, `READ_LINES` at a time, in the file's order."""
@@ -186,25 +229,36 @@ class Batches:
         ]
 
     async def tally(self, batch: Batch) -> Counter[Status | None]:
-        """How many of the batch's lines are in each status (None: the record expired)."""
+        """How many of the batch's lines are in each status (None: the record expired), from
+        the task records' status fields alone."""
         statuses: Counter[Status | None] = Counter()
         async for lines in self.lines(batch.id):
-            for _, record in await self.records(batch.queue, lines):
-                statuses[record.status if record is not None else None] += 1
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for line in lines:
+                    pipe.hget(self._keys.task(batch.queue, line.task_id), "status")
+                for raw in await pipe.execute():
+                    statuses[Status(raw.decode()) if raw else None] += 1
         return statuses
 
     async def counts(self, batch: Batch) -> tuple[int, int, int]:
-        """(total, completed, failed) request counts, from the task records."""
+        """(total, completed, failed) request counts, from the task records; once the batch
+        ended, lines never put (it was cancelled or expired first) count as failed."""
         statuses = await self.tally(batch)
         completed = statuses[Status.SUCCEEDED]
         failed = statuses[None] + sum(statuses[s] for s in TERMINAL_STATUSES - {Status.SUCCEEDED})
+        if batch.status in FINAL:
+            failed += max(batch.total - statuses.total(), 0)
         return batch.total, completed, failed
 
     async def stop_unfinished(self, batch: Batch, reason: str, *, expire: bool) -> None:
         """Stop every line still queued or running (cancel, or time out when it expired)."""
         async for lines in self.lines(batch.id):
-            for line, record in await self.records(batch.queue, lines):
-                if record is not None and record.status not in TERMINAL_STATUSES:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for line in lines:
+                    pipe.hget(self._keys.task(batch.queue, line.task_id), "status")
+                statuses = await pipe.execute()
+            for line, raw in zip(lines, statuses, strict=True):
+                if raw is not None and Status(raw.decode()) not in TERMINAL_STATUSES:
                     if expire:
                         await self._tasks.time_out(line.task_id, batch.tenant, reason)
                     else:

@@ -45,6 +45,7 @@ class LuaScripts:
         self._limit_acquire = load("limit_acquire")
         self._instance_lease = load("instance_lease")
         self._remove_queue = load("remove_queue")
+        self._batch_status = load("batch_status")
 
     async def put(
         self,
@@ -228,3 +229,10 @@ class LuaScripts:
         """Take a slot of a shared concurrency limit, in priority order; False: wait."""
         args: list[Any] = [now_ms, size, lease, score, lease_ttl_ms, waiter_ttl_ms]
         return bool(await self._limit_acquire(keys=[leases, waiters, waiter_expiry], args=args))
+
+    async def batch_status(
+        self, *, batch: str, status: str, allowed_from: list[str], fields: Fields
+    ) -> bool:
+        """Set a batch's status (and `fields`) if it is one of `allowed_from` now."""
+        args: list[Any] = [status, ",".join(allowed_from), *_flatten(fields)]
+        return bool(await self._batch_status(keys=[batch], args=args))
