@@ -1,6 +1,7 @@
 """A worker never runs more jobs than its slots, nor more offline jobs than its offline slots,
 however many queues hold a backlog when it starts (one read over many streams hands over up
-to COUNT entries per stream: those wait in the worker until a slot frees)."""
+to COUNT entries per stream: those go back to their queue at once), and it keeps none it
+cannot start from workers that could."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from dataclasses import dataclass, field
 import httpx
 import orjson
 import pytest
+from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from queue_service.settings import Settings
+from queue_service.store.keys import Keys
 from tests.conftest import running_worker
 from tests.helpers import eventually, put, put_body
 from tests.servers import CallbackReceiver, serve
@@ -151,3 +154,47 @@ async def test_online_and_offline_backlog_never_runs_beyond_the_slots(
     assert upstream.answered == online + offline
     assert len(callbacks) == online + offline
     assert {callback["status"] for callback in callbacks} == {"succeeded"}
+
+
+async def test_a_worker_keeps_no_entry_it_cannot_start(
+    api: httpx.AsyncClient,
+    settings: Settings,
+    receiver: tuple[str, CallbackReceiver],
+    redis: Redis,
+    prefix: str,
+) -> None:
+    url, _ = receiver
+    upstream = HoldingUpstream()
+    total = await put_backlog(api, url, level=1, per_queue=CONCURRENCY)
+    async with serve(upstream.app()) as upstream_url:
+        tuned = settings.model_copy(
+            update={
+                "upstream_url": upstream_url,
+                "concurrency": CONCURRENCY,
+                "online_reserved_slots": 0,
+            }
+        )
+        async with running_worker(tuned), running_worker(tuned):
+            await eventually(lambda: len(upstream.waiting()) >= 2 * CONCURRENCY, timeout=10)
+
+            async def pending_per_worker() -> dict[str, int]:
+                held: dict[str, int] = {}
+                for queue in QUEUES:
+                    summary = await redis.xpending(Keys(prefix).stream(queue, 1), "workers")
+                    for consumer in summary["consumers"] or []:
+                        name = consumer["name"].decode()
+                        held[name] = held.get(name, 0) + int(consumer["pending"])
+                return held
+
+            async def only_running_jobs_pending() -> dict[str, int] | None:
+                held = await pending_per_worker()  # entries handed back leave the lists
+                return held if sorted(held.values()) == [CONCURRENCY] * 2 else None
+
+            await eventually(only_running_jobs_pending, timeout=10)
+
+            def all_answered() -> bool:  # let the whole backlog through, as it comes
+                for _, release in upstream.waiting():
+                    release.set()
+                return upstream.answered == total
+
+            await eventually(all_answered, timeout=15)

@@ -9,9 +9,9 @@ to widen it.
 
 A worker never runs more jobs than its slots (nor more offline jobs than its offline
 slots): XREADGROUP's COUNT holds per stream, so one read over many streams can hand over
-more entries than there is room for; those wait here, in the worker's own pending list,
-and start first when a slot of their level frees (they are kept alive like running jobs,
-and handed back to the queue when the worker stops).
+more entries than there is room for; those are handed back to their queue at once (as new
+entries at its end), for whichever worker has room, rather than held here while other
+workers idle.
 
 The consumer owns its running jobs: `cancel` stops one (its client cancelled it) and marks
 it so the executor acknowledges it instead of handing it back.
@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -76,8 +75,7 @@ class StreamConsumer:
         self._running: dict[int, int] = {ONLINE: 0, OFFLINE: 0}
         self.jobs_done = 0
         self._jobs: dict[str, tuple[Job, asyncio.Task[None]]] = {}
-        self._held: dict[int, deque[StreamEntry]] = {ONLINE: deque(), OFFLINE: deque()}
-        """Entries read beyond the room there was: they start first when a slot frees."""
+        self._handing_back: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         """Set when a slot frees, a queue is added or the consumer stops."""
         self._blocked_online_only = False
@@ -101,17 +99,11 @@ class StreamConsumer:
 
     async def keep_alive(self) -> None:
         """Tell the group this worker still works on its entries (see store/streams.py)."""
-        held = [*self._held[ONLINE], *self._held[OFFLINE]]
-        await self._reader.touch([*(job.entry for job, _ in self._jobs.values()), *held])
+        await self._reader.touch([job.entry for job, _ in self._jobs.values()])
 
     async def hand_back(self) -> None:
-        """Give the entries read but not started back to their queues (the worker stops)."""
-        for level in (ONLINE, OFFLINE):
-            while self._held[level]:
-                entry = self._held[level].popleft()
-                await self.store.tasks.requeue(
-                    entry.queue, entry.level, entry.task_id, entry.entry_id
-                )
+        """Wait until the entries read beyond the room there was are back in their queues."""
+        await asyncio.gather(*self._handing_back, return_exceptions=True)
 
     def queue_added(self) -> None:
         """A queue was registered: look at the registry now, not at the next interval."""
@@ -155,7 +147,6 @@ class StreamConsumer:
     async def _step(self) -> None:
         self._wake.clear()  # what happens from here on wakes the sleeps below
         await self._refresh_sources()
-        self._start_held(ONLINE)
         if self._room(ONLINE) <= 0:
             await self._sleep(None)
             return
@@ -164,7 +155,6 @@ class StreamConsumer:
             return
         if await self._read(online, self._room(ONLINE), block_ms=None):
             return
-        self._start_held(OFFLINE)
         offline_room = self._room(OFFLINE)
         if offline_room > 0 and await self._read(offline, offline_room, block_ms=None):
             return
@@ -184,11 +174,6 @@ class StreamConsumer:
         if level == OFFLINE:
             free = min(free, self.offline_limit - self._running[OFFLINE])
         return free
-
-    def _start_held(self, level: int) -> None:
-        held = self._held[level]
-        while held and self._room(level) > 0:
-            self._dispatch(held.popleft())
 
     async def _reclaim(self, online: list[Source], offline: list[Source]) -> bool:
         """Take over entries of silent workers (online first), now and then."""
@@ -220,11 +205,19 @@ class StreamConsumer:
         return bool(entries)
 
     def _take(self, entry: StreamEntry) -> None:
-        """Start an entry now if its level has room, else hold it for the next free slot."""
-        if self._room(entry.level) > 0 and not self._held[entry.level]:
+        """Start an entry now if its level has room, else hand it back to its queue."""
+        if self._room(entry.level) > 0:
             self._dispatch(entry)
-        else:
-            self._held[entry.level].append(entry)
+            return
+        handing = asyncio.create_task(self._hand_back(entry))
+        self._handing_back.add(handing)
+        handing.add_done_callback(self._handing_back.discard)
+
+    async def _hand_back(self, entry: StreamEntry) -> None:
+        try:
+            await self.store.tasks.requeue(entry.queue, entry.level, entry.task_id, entry.entry_id)
+        except Exception:  # it stays in this worker's pending list: taken over in time
+            log.warning("could not hand %s back to its queue", entry.task_id, exc_info=True)
 
     def _dispatch(self, entry: StreamEntry) -> None:
         self._running[entry.level] += 1
