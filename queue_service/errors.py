@@ -9,6 +9,7 @@ QueueServiceError                  base: a message, an HTTP status and extra hea
 ├── RequestTimeout (408)           a waited-for job did not finish within its timeout
 ├── Conflict (409)                 e.g. cancelling a finished task
 │   └── TooManyQueues              a new queue would pass QUEUE_MAX_QUEUES
+├── LengthRequired (411)           an upload without Content-Length
 ├── PayloadTooLarge (413)
 ├── UnsupportedMediaType (415)
 ├── TooManyRequests (429)          a key's rate limit (Retry-After)
@@ -70,6 +71,10 @@ class Conflict(QueueServiceError):
 
 class TooManyQueues(Conflict):
     pass
+
+
+class LengthRequired(QueueServiceError):
+    status_code = 411
 
 
 class PayloadTooLarge(QueueServiceError):

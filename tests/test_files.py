@@ -85,3 +85,20 @@ async def test_bad_uploads_are_refused_clearly(keyed: str) -> None:
         )
     assert response.status_code == 400
     assert response.json()["error"]["message"].startswith("a multipart field 'file'")
+
+
+async def test_an_upload_without_a_length_is_refused_before_it_is_spooled(keyed: str) -> None:
+    async def chunked() -> AsyncIterator[bytes]:
+        yield b'--b\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n--b--\r\n'
+
+    async with httpx.AsyncClient() as http:
+        response = await http.post(
+            f"{keyed}/files",
+            content=chunked(),
+            headers={
+                "authorization": "Bearer alice-key-1",
+                "content-type": "multipart/form-data; boundary=b",
+            },
+        )
+    assert response.status_code == 411
+    assert "Content-Length" in response.json()["error"]["message"]

@@ -32,24 +32,39 @@ def parse_event(raw: bytes) -> SSEEvent:
     return SSEEvent(raw, name, b"\n".join(data))
 
 
-def _event_end(buffer: bytes) -> int | None:
-    """Where the first complete event ends (its blank line included), if it is complete.
+class EventTooLarge(Exception):
+    """An event went past the size a stream may take without ending."""
+
+
+def _event_end(buffer: bytearray, start: int) -> int | None:
+    """Where the first complete event ends (its blank line included), if it is complete;
+    the search starts at `start` (what lies before was searched already).
 
     A CR as the buffer's last byte may be the first half of a CRLF: wait for the next byte."""
-    match = _EVENT_END.search(buffer)
+    match = _EVENT_END.search(buffer, start)
     if match is None or (match.end() == len(buffer) and buffer.endswith(b"\r")):
         return None
     return match.end()
 
 
-async def sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[SSEEvent]:
-    """Yield each complete event as soon as its last byte arrives."""
-    buffer = b""
+async def sse_events(
+    chunks: AsyncIterator[bytes], max_event_bytes: int | None = None
+) -> AsyncIterator[SSEEvent]:
+    """Yield each complete event as soon as its last byte arrives (EventTooLarge when one
+    grows past `max_event_bytes` unfinished). Each byte is searched about once: an upstream
+    that never ends its event costs linear time, not quadratic."""
+    buffer = bytearray()
+    searched = 0
     async for chunk in chunks:
         buffer += chunk
-        while (end := _event_end(buffer)) is not None:
-            raw, buffer = buffer[:end], buffer[end:]
+        while (end := _event_end(buffer, searched)) is not None:
+            raw = bytes(buffer[:end])
+            del buffer[:end]
+            searched = 0
             if raw.strip():
                 yield parse_event(raw)
+        searched = max(len(buffer) - 4, 0)  # an event's end may straddle the next chunk
+        if max_event_bytes is not None and len(buffer) > max_event_bytes:
+            raise EventTooLarge(f"an event went past {max_event_bytes} bytes without ending")
     if buffer.strip():  # a last event the upstream did not terminate
-        yield parse_event(buffer)
+        yield parse_event(bytes(buffer))

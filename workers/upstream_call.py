@@ -20,7 +20,7 @@ from .adapters import Adapter
 from .adapters.http import AnswerTooLarge, read_body
 from .retry import parse_retry_after, retryable_status
 from .routing import UpstreamRoute
-from .sse import sse_events
+from .sse import EventTooLarge, sse_events
 
 log = logging.getLogger("workers.upstream_call")
 
@@ -153,20 +153,24 @@ class UpstreamCaller:
                 )
             assembler = adapter.assembler()
             events = size = 0
-            async for event in sse_events(response.aiter_bytes()):
-                events += 1
-                size += len(event.raw)
-                if events > self.limits.max_events or size > self.limits.max_stream_bytes:
-                    over = (
-                        f"upstream stream went past {self.limits.max_events} events or "
-                        f"{self.limits.max_stream_bytes} bytes"
-                    )
-                    too_long = Outcome.error(Status.FAILED, 502, over, "upstream_too_large")
-                    return Attempt(too_long, retryable=False)
-                if relay:
-                    await self.tasks.publish(record.queue, record.task_id, encode_chunk(event.raw))
-                    progress.relayed = True
-                assembler.feed(event)
+            over = (
+                f"upstream stream went past {self.limits.max_events} events or "
+                f"{self.limits.max_stream_bytes} bytes"
+            )
+            too_long = Outcome.error(Status.FAILED, 502, over, "upstream_too_large")
+            try:
+                async for event in sse_events(response.aiter_bytes(), self.limits.max_stream_bytes):
+                    events += 1
+                    size += len(event.raw)
+                    if events > self.limits.max_events or size > self.limits.max_stream_bytes:
+                        return Attempt(too_long, retryable=False)
+                    if relay:
+                        chunk = encode_chunk(event.raw)
+                        await self.tasks.publish(record.queue, record.task_id, chunk)
+                        progress.relayed = True
+                    assembler.feed(event)
+            except EventTooLarge:
+                return Attempt(too_long, retryable=False)
         error = assembler.error()
         if error is not None:
             detail = error.get("message") if isinstance(error, dict) else error

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from queue_service.errors import BadRequest, PayloadTooLarge, TaskNotFound
+from queue_service.errors import BadRequest, LengthRequired, PayloadTooLarge, TaskNotFound
 from queue_service.store import FileRecord
 from queue_service.store.batches import FINAL
 
@@ -45,7 +45,9 @@ async def upload(request: Request) -> Response:
     state, tenant = await _admit(request)
     limit = state.settings.max_file_bytes
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit + MULTIPART_OVERHEAD:
+    if not re.fullmatch(r"[0-9]{1,12}", declared):  # the parser spools what it is sent
+        raise LengthRequired("an upload needs a Content-Length header")
+    if int(declared) > limit + MULTIPART_OVERHEAD:
         raise PayloadTooLarge(f"the file is larger than {limit} bytes")
     async with request.form(max_files=1, max_fields=8) as form:
         file, purpose = form.get("file"), form.get("purpose")

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterable
 
 import pytest
 
-from workers.sse import SSEEvent, parse_event, sse_events
+from workers.sse import EventTooLarge, SSEEvent, parse_event, sse_events
 
 # One stream with a bit of everything: a comment, `event:` names, an id, multi-line data,
 # CRLF and LF line endings, a data field without a space, an empty data field.
@@ -141,3 +141,12 @@ def test_parse_event_keeps_the_last_event_name() -> None:
 async def test_line_endings_mixed_within_an_event() -> None:
     events = await parse([b"data: 1\n\r\ndata: 2\n\n"])
     assert [e.data for e in events] == [b"1", b"2"]
+
+
+async def test_an_event_that_never_ends_stops_at_the_limit() -> None:
+    pieces = [b"data: " + b"x" * 1000 for _ in range(50)]  # 50 KB, no blank line
+    with pytest.raises(EventTooLarge, match="20000 bytes"):
+        async for _ in sse_events(chunks(pieces), max_event_bytes=20_000):
+            pass
+    events = [event async for event in sse_events(chunks([b"data: a\n\n"]), 20_000)]
+    assert [event.data for event in events] == [b"a"]  # a small one goes through
