@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     callback_timeout: int = Field(default=DAY, gt=0)
     result_retention: int = Field(default=DAY, gt=0)
     file_retention: int = Field(default=30 * DAY, gt=0)
+    batch_webhook_url: str | None = None
     max_file_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
 
     concurrency: int = Field(default=16, ge=1)

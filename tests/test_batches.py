@@ -17,9 +17,12 @@ from redis.asyncio import Redis
 
 from queue_service.api.app import create_app
 from queue_service.settings import Settings
+from queue_service.signing import verify_callback
 from queue_service.store.keys import Keys
+from tests.conftest import running_worker
 from tests.helpers import eventually
-from tests.servers import serve
+from tests.servers import CallbackReceiver, serve
+from workers.batch_sweep import sweep_batches
 
 
 def request_line(n: int, url: str = "/v1/chat/completions") -> dict[str, Any]:
@@ -227,3 +230,35 @@ async def test_a_line_put_again_by_a_takeover_is_the_same_job(
 async def all_put_if(read: Any, count: int) -> Any:
     found = await read()
     return found if len(found) == count else None
+
+
+async def test_an_ended_batch_announces_itself_at_its_webhook_unasked(
+    settings: Settings, tmp_path: Path, receiver: tuple[str, CallbackReceiver]
+) -> None:
+    url, inbox = receiver
+    hooked = settings.model_copy(
+        update={"batch_webhook_url": url, "callback_secret": "webhook-secret-1"}
+    )
+    async with (
+        serve(create_app(hooked)) as api_url,
+        openai.AsyncOpenAI(base_url=f"{api_url}/v1", api_key="x") as sdk,
+        running_worker(hooked) as worker,
+    ):
+        path = write_jsonl(tmp_path / "in.jsonl", [request_line(n) for n in range(3)])
+        uploaded = await sdk.files.create(file=path.open("rb"), purpose="batch")
+        created = await sdk.batches.create(
+            input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+
+        async def announced() -> bool:  # the worker's sweep, as its cron runs it
+            await sweep_batches(worker.ctx)
+            return bool(inbox.received)
+
+        await eventually(announced, timeout=20, interval=0.2)
+    (event,) = inbox.received
+    assert event["type"] == "batch.completed"
+    assert event["data"] == {"id": created.id}
+    (headers,) = inbox.headers
+    timestamp, signature = headers["x-queue-timestamp"], headers["x-queue-signature"]
+    body = orjson.dumps(event)
+    assert verify_callback("webhook-secret-1", body, timestamp, signature)

@@ -20,6 +20,7 @@ from queue_service.store.keys import Keys
 from queue_service.upstreams import RoutingError
 
 from .adapters import Upstream
+from .batch_sweep import sweep_batches
 from .callbacks import DELIVER_CALLBACK, deliver_callback, sweep_overdue_callbacks
 from .idle_queues import sweep_idle_queues
 from .routing import RoutingTable
@@ -29,6 +30,8 @@ from .schedule import ScheduleError, schedule_cron_jobs
 log = logging.getLogger("workers.entry")
 
 REDIS_RETRY_S = 1.0
+BATCH_SWEEP_S = 10
+"""Seconds between looks at the open batches (ending them, sending their webhooks)."""
 
 
 class ResilientWorker(Worker):
@@ -104,6 +107,12 @@ def worker_settings(settings: Settings, queues: frozenset[str] | None = None) ->
                 sweep_overdue_callbacks,
                 name=f"cron:{keys.prefix}:sweep_overdue_callbacks",
                 second={0},
+                unique=True,
+            ),
+            cron(
+                sweep_batches,
+                name=f"cron:{keys.prefix}:sweep_batches",
+                second=set(range(0, 60, BATCH_SWEEP_S)),
                 unique=True,
             ),
             cron(

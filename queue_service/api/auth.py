@@ -12,6 +12,7 @@ rate limit and mark it admin:
     burst = 40
     admin = false
     default_queue = "chat"   # for SDK calls that send no X-Queue header
+    batch_webhook_url = "https://example.com/batches"   # its batches announce their end here
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from starlette.requests import Request
 
 from queue_service.config_files import load_toml
 from queue_service.errors import BadRequest, ConfigFileError, Forbidden, Unauthorized
-from queue_service.models import NO_AUTH_TENANT, QUEUE_NAME_PATTERN
+from queue_service.models import NO_AUTH_TENANT, QUEUE_NAME_PATTERN, HttpUrlText
 
 
 class KeyFileError(ConfigFileError):
@@ -46,6 +47,8 @@ class Principal:
     admin: bool = False
     default_queue: str | None = None
     """The queue of its calls through the SDK-compatible routes that name none (`X-Queue`)."""
+    batch_webhook_url: str | None = None
+    """Where its batches announce their end (else QUEUE_BATCH_WEBHOOK_URL)."""
 
     def check_queue(self, queue: str) -> None:
         if self.queues is not None and queue not in self.queues:
@@ -66,6 +69,7 @@ class KeyEntry(BaseModel):
     burst: int | None = Field(default=None, ge=1)
     admin: bool = False
     default_queue: str | None = Field(default=None, pattern=QUEUE_NAME_PATTERN)
+    batch_webhook_url: HttpUrlText | None = None
 
     @model_validator(mode="after")
     def _one_key_source(self) -> KeyEntry:
@@ -96,7 +100,14 @@ def load_key_file(path: str) -> list[tuple[str, Principal]]:
         queues = frozenset(entry.queues) if entry.queues is not None else None
         burst = entry.burst or (max(int(entry.rate), 1) if entry.rate else None)
         principal = Principal(
-            entry.tenant, _key_id(key), queues, entry.rate, burst, entry.admin, entry.default_queue
+            entry.tenant,
+            _key_id(key),
+            queues,
+            entry.rate,
+            burst,
+            entry.admin,
+            entry.default_queue,
+            entry.batch_webhook_url,
         )
         keys.append((key, principal))
     return keys

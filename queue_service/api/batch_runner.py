@@ -65,38 +65,21 @@ class BatchRunner:
         await asyncio.gather(*self._running.values(), return_exceptions=True)
 
     async def refresh(self, batch: Batch) -> Batch:
-        """Take over a submission whose process died; end a batch whose lines all ended (or
-        whose window passed). Every move is atomic: racing processes never undo each other."""
+        """Take over a submission whose process died; end a batch that should end (see
+        `Batches.settle`: every move is atomic, racing processes never undo each other)."""
         batches = self.store.batches
         if batch.status in FINAL:
             return batch
-        now = now_ms() // 1000
-        submitted = await batches.line_count(batch.id)
         putting = batch.status == "validating" or (
-            batch.status == "in_progress" and submitted < batch.total
+            batch.status == "in_progress" and await batches.line_count(batch.id) < batch.total
         )
-        if now >= batch.expires_at and batch.status in ("validating", "in_progress"):
-            await batches.stop_unfinished(batch, "the batch expired", expire=True)
-            await batches.move(batch, "expired", OPEN, expired_at=now)
-            return batch
-        if putting:
+        if putting and now_ms() // 1000 < batch.expires_at:
             if batch.id not in self._running and await batches.hold_submission(
                 batch.id, self._token, SUBMITTER_TTL_MS
             ):
                 self.start(batch)
             return batch
-        _, completed, failed = await batches.counts(batch)
-        if batch.status == "cancelling" and completed + failed < submitted:
-            # lines put while the cancel went on: stop them too
-            await batches.stop_unfinished(batch, "the batch was cancelled", expire=False)
-            _, completed, failed = await batches.counts(batch)
-        if completed + failed >= submitted:  # every line that was put has ended
-            if batch.status == "cancelling":
-                await batches.move(batch, "cancelled", ["cancelling"], cancelled_at=now)
-            else:
-                await batches.move(
-                    batch, "completed", ["in_progress"], finalizing_at=now, completed_at=now
-                )
+        await batches.settle(batch)
         return batch
 
     async def _submit(self, batch: Batch) -> None:

@@ -66,6 +66,9 @@ async def create(request: Request) -> Response:
     queue = (ask.metadata or {}).get("queue") or principal.default_queue
     queue = queue or state.settings.default_queue
     principal.check_queue(queue)
+    webhook = principal.batch_webhook_url or state.settings.batch_webhook_url or ""
+    if webhook:
+        await state.callback_policy.allows(webhook)
     created = now_ms() // 1000
     batch = Batch(
         id=state.store.batches.new_id(),
@@ -78,6 +81,7 @@ async def create(request: Request) -> Response:
         created_at=created,
         expires_at=created + WINDOWS[ask.completion_window],
         metadata=ask.metadata,
+        webhook_url=webhook,
     )
     await state.store.batches.create(batch)
     state.batch_runner.start(batch)

@@ -78,6 +78,9 @@ async def create(request: Request) -> Response:
     upload = await state.store.files.create(
         principal.tenant, "message-batch.jsonl", "batch", _lines(ask), state.settings.max_file_bytes
     )
+    webhook = principal.batch_webhook_url or state.settings.batch_webhook_url or ""
+    if webhook:
+        await state.callback_policy.allows(webhook)
     created = now_ms() // 1000
     batch = Batch(
         id=state.store.batches.new_id("anthropic"),
@@ -90,6 +93,7 @@ async def create(request: Request) -> Response:
         created_at=created,
         expires_at=created + WINDOWS["24h"],
         kind="anthropic",
+        webhook_url=webhook,
     )
     await state.store.batches.create(batch)
     state.batch_runner.start(batch)

@@ -50,6 +50,8 @@ class Batch:
     total: int = 0
     kind: str = "openai"
     """Whose Batch API made it: `openai`, or `anthropic` (Message Batches)."""
+    webhook_url: str = ""
+    """Where to announce its end (signed, as callbacks are); empty: nowhere."""
     times: dict[str, int] = field(default_factory=dict)
     """in_progress_at, finalizing_at, completed_at, failed_at, expired_at, cancelling_at,
     cancelled_at: set as the batch gets there."""
@@ -69,6 +71,7 @@ class Batch:
             "errors": orjson.dumps(self.errors).decode(),
             "total": self.total,
             "kind": self.kind,
+            "webhook_url": self.webhook_url,
         }
         return fields | self.times
 
@@ -91,6 +94,7 @@ class Batch:
             errors=orjson.loads(text.get("errors", "null")),
             total=int(text.get("total", 0)),
             kind=text.get("kind", "openai"),
+            webhook_url=text.get("webhook_url", ""),
             times=times,
         )
 
@@ -128,6 +132,7 @@ class Batches:
             pipe.expire(key, self.retention_s)
             pipe.zadd(index, {batch.id: now_ms()}, nx=True)
             pipe.expire(index, self.retention_s)
+            pipe.zadd(self._keys.open_batches, {batch.id: now_ms()})
             await pipe.execute()
 
     async def move(
@@ -141,6 +146,8 @@ class Batches:
             allowed_from=list(allowed_from),
             fields=dict(fields),
         )
+        if moved and status in FINAL:
+            await self._ended(batch)
         if moved:
             batch.status = status
             for name, value in fields.items():
@@ -151,6 +158,76 @@ class Batches:
                 elif name == "errors" and isinstance(value, str):
                     batch.errors = orjson.loads(value)
         return moved
+
+    async def _ended(self, batch: Batch) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zrem(self._keys.open_batches, batch.id)
+            if batch.webhook_url:
+                pipe.zadd(self._keys.batch_webhooks_due, {batch.id: now_ms()})
+            await pipe.execute()
+
+    async def settle(self, batch: Batch) -> None:
+        """End the batch when it should: its window passed (unfinished lines end `expired`),
+        or every line it put ended (`completed`, or `cancelled` after a cancel). Lines still
+        to be put keep an `in_progress` batch open."""
+        if batch.status in FINAL:
+            return
+        now = now_ms() // 1000
+        if now >= batch.expires_at and batch.status in ("validating", "in_progress"):
+            await self.stop_unfinished(batch, "the batch expired", expire=True)
+            await self.move(batch, "expired", ("validating", "in_progress"), expired_at=now)
+            return
+        submitted = await self.line_count(batch.id)
+        if batch.status == "validating" or (
+            batch.status == "in_progress" and submitted < batch.total
+        ):
+            return
+        _, completed, failed = await self.counts(batch)
+        if batch.status == "cancelling" and completed + failed < submitted:
+            # lines put while the cancel went on: stop them too
+            await self.stop_unfinished(batch, "the batch was cancelled", expire=False)
+            _, completed, failed = await self.counts(batch)
+        if completed + failed < submitted:
+            return
+        if batch.status == "cancelling":
+            await self.move(batch, "cancelled", ["cancelling"], cancelled_at=now)
+        else:
+            await self.move(
+                batch, "completed", ["in_progress"], finalizing_at=now, completed_at=now
+            )
+
+    async def open_ids(self) -> list[str]:
+        """Batches not ended yet (those whose record expired are dropped)."""
+        return [raw.decode() for raw in await self._redis.zrange(self._keys.open_batches, 0, -1)]
+
+    async def load_any(self, batch_id: str) -> Batch | None:
+        """A batch, whoever's (for the worker's sweep)."""
+        raw = await cast(
+            Awaitable[dict[bytes, bytes]], self._redis.hgetall(self._keys.batch(batch_id))
+        )
+        if not raw:
+            await self._redis.zrem(self._keys.open_batches, batch_id)
+            return None
+        return Batch.from_hash(raw)
+
+    async def webhooks_due(self, limit: int = 100) -> list[str]:
+        """Ended batches whose webhook should be tried now."""
+        due = await self._redis.zrangebyscore(
+            self._keys.batch_webhooks_due, "-inf", now_ms(), start=0, num=limit
+        )
+        return [raw.decode() for raw in due]
+
+    async def webhook_attempt(self, batch_id: str) -> int:
+        """Count one more delivery attempt of the batch's webhook; the attempt's number."""
+        key = self._keys.batch(batch_id)
+        return int(await cast(Awaitable[int], self._redis.hincrby(key, "webhook_attempts", 1)))
+
+    async def webhook_tried(self, batch_id: str, next_attempt_ms: int | None) -> None:
+        """Settled (None: delivered, or given up on) or due again at `next_attempt_ms`."""
+        if next_attempt_ms is None:
+            await self._redis.zrem(self._keys.batch_webhooks_due, batch_id)
+        else:
+            await self._redis.zadd(self._keys.batch_webhooks_due, {batch_id: next_attempt_ms})
 
     async def status(self, batch_id: str) -> str | None:
         raw = await cast(

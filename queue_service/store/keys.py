@@ -124,6 +124,16 @@ class Keys:
         """String (expiring): the token of the process putting the batch's lines."""
         return f"{self.prefix}:{{batch:{batch_id}}}:submitter"
 
+    @property
+    def open_batches(self) -> str:
+        """Sorted set: ids of batches not ended yet -> created (ms), for the worker's sweep."""
+        return f"{self.prefix}:batches:open"
+
+    @property
+    def batch_webhooks_due(self) -> str:
+        """Sorted set: ids of ended batches whose webhook is owed -> next attempt (ms)."""
+        return f"{self.prefix}:batches:webhooks-due"
+
     def tenant_batches(self, tenant_digest: str) -> str:
         """Sorted set: a tenant's batch ids -> created_at (ms), for listing."""
         return f"{self.prefix}:batches:{tenant_digest}"
