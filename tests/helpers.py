@@ -133,6 +133,8 @@ async def eventually(
                 if value:
                     return value
                 last = value
+                if timer.expired():  # the condition swallowed our cancellation
+                    break
                 await asyncio.sleep(interval)
     except TimeoutError:
         if not timer.expired():

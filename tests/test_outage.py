@@ -10,9 +10,11 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
 from queue_service.api.app import create_app
 from queue_service.settings import Settings
+from queue_service.store.keys import Keys
 from tests.helpers import eventually, put, put_body
 from tests.servers import CallbackReceiver, TcpProxy, serve
 
@@ -80,6 +82,7 @@ async def test_a_worker_carries_on_after_an_outage_without_a_restart(
     proxy: TcpProxy,
     api: httpx.AsyncClient,
     receiver: tuple[str, CallbackReceiver],
+    redis: Redis,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     url, inbox = receiver
@@ -98,4 +101,12 @@ async def test_a_worker_carries_on_after_an_outage_without_a_restart(
         await proxy.restore()
         await put(api, job(url))
         await inbox.wait_for(2, timeout=20)
+
+        async def listening_again() -> bool:
+            """Its announcement listener has subscribed again too (not in its retry pause)."""
+            channel = Keys(proxied.key_prefix).cancel_channel
+            ((_, subscribed),) = await redis.pubsub_numsub(channel)
+            return bool(subscribed)
+
+        await eventually(listening_again, timeout=10)
     assert [c["status"] for c in inbox.received] == ["succeeded", "succeeded"]
