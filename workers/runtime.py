@@ -181,5 +181,4 @@ class WorkerRuntime:
                 raise
             except Exception:
                 log.warning("announcement listener lost Redis; resubscribing in 1s", exc_info=True)
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.sleep(1.0)
+                await asyncio.sleep(1.0)  # a stop cancels it here too: never swallowed
