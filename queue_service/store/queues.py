@@ -16,8 +16,6 @@ from queue_service.timing import now_ms
 from .keys import CONSUMER_GROUP, Keys
 from .lua import LuaScripts
 
-LEVELS = (0, 1)
-
 
 class QueueRegistry:
     def __init__(self, redis: Redis, keys: Keys, lua: LuaScripts, max_queues: int = 0) -> None:
@@ -127,16 +125,15 @@ class QueueRegistry:
             self._forget(name)
         return removed
 
-    async def ensure_groups(self, name: str) -> None:
-        """Create both level streams of a queue and their consumer group, if missing."""
-        for level in LEVELS:
-            try:
-                await self._redis.xgroup_create(
-                    self._keys.stream(name, level), CONSUMER_GROUP, id="0", mkstream=True
-                )
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+    async def ensure_groups(self, name: str) -> bool:
+        """Create a registered queue's level streams and group if missing (Redis lost them);
+        False, creating nothing, when the queue is not registered (any more)."""
+        keys = self._keys
+        return await self._lua.ensure_groups(
+            meta=keys.queue_meta(name),
+            streams=(keys.stream(name, 0), keys.stream(name, 1)),
+            group=CONSUMER_GROUP,
+        )
 
     def _remember(self, name: str, queue_id: int) -> None:
         self._forget(name)

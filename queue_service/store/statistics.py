@@ -93,6 +93,8 @@ class Statistics:
         """A level stream's waiting and in-flight jobs, and the oldest waiting one's age."""
         stream = self._keys.stream(queue, level)
         length = await self._redis.xlen(stream)
+        if not length:  # nothing waits or runs (the stream may not even exist)
+            return {"waiting": 0, "in_flight": 0, "oldest_waiting_s": None}
         pending = (await self._redis.xpending(stream, CONSUMER_GROUP))["pending"]
         oldest_age = None
         groups = await self._redis.xinfo_groups(stream)

@@ -103,3 +103,12 @@ async def test_used_by_the_tenants_that_submitted(store: Store) -> None:
     assert await store.queues.used_by("alpha", "alice")
     assert not await store.queues.used_by("alpha", "bob")
     assert not await store.queues.used_by("beta", "alice")
+
+
+async def test_groups_are_never_made_again_for_a_removed_queue(
+    store: Store, redis: Redis, prefix: str
+) -> None:
+    await store.queues.id("gone-soon")
+    assert await store.queues.remove_if_idle("gone-soon", 0)
+    assert not await store.queues.ensure_groups("gone-soon")  # a late worker or stats read
+    assert [key async for key in redis.scan_iter(match=f"{prefix}:{{gone-soon}}:*")] == []

@@ -46,6 +46,7 @@ class LuaScripts:
         self._instance_lease = load("instance_lease")
         self._remove_queue = load("remove_queue")
         self._batch_status = load("batch_status")
+        self._ensure_groups = load("ensure_groups")
 
     async def put(
         self,
@@ -236,3 +237,7 @@ class LuaScripts:
         """Set a batch's status (and `fields`) if it is one of `allowed_from` now."""
         args: list[Any] = [status, ",".join(allowed_from), *_flatten(fields)]
         return bool(await self._batch_status(keys=[batch], args=args))
+
+    async def ensure_groups(self, *, meta: str, streams: tuple[str, str], group: str) -> bool:
+        """Create a registered queue's missing streams and group; False: not registered."""
+        return bool(await self._ensure_groups(keys=[meta, *streams], args=[group]))
