@@ -16,5 +16,15 @@ SERVED_ENDPOINTS = frozenset(
         "/v1/moderations",
         "/v1/images/generations",
         "/v1/audio/speech",
+        "/v1/realtime/sessions",
     }
 )
+
+UNQUEUEABLE = {
+    "/v1/realtime": (
+        "/v1/realtime is a live WebSocket (or WebRTC) session of two-way audio and events, which "
+        "a queue cannot hold: connect to the upstream directly, with an ephemeral key minted "
+        "through the queue by /v1/realtime/sessions"
+    ),
+}
+"""Endpoints that cannot be queued, and why (a put on one answers 400 saying so)."""

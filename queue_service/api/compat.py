@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from queue_service.endpoints import SERVED_ENDPOINTS
+from queue_service.endpoints import SERVED_ENDPOINTS, UNQUEUEABLE
 from queue_service.errors import BadRequest
 from queue_service.models import PutRequest, ResponseMode
 
@@ -93,7 +93,13 @@ async def list_models(request: Request) -> Response:
     return OrjsonResponse({"object": "list", "data": await state.models.listed()})
 
 
+async def unqueueable(request: Request) -> Response:
+    speak(request, Dialect.OPENAI)
+    raise BadRequest(UNQUEUEABLE[request.url.path])
+
+
 ROUTES = [
     *(Route(endpoint, model_call, methods=["POST"]) for endpoint in sorted(SERVED_ENDPOINTS)),
+    *(Route(endpoint, unqueueable, methods=["GET", "POST"]) for endpoint in UNQUEUEABLE),
     Route("/v1/models", list_models, methods=["GET"]),
 ]

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from queue_service.endpoints import UNQUEUEABLE
+
 QUEUE_HEADERS = [
     {
         "name": "X-Queue",
@@ -93,6 +95,10 @@ def compat_paths(endpoints: frozenset[str]) -> dict[str, Any]:
             "post": _operation(
                 summary, anthropic=anthropic, body=ANY_JSON, parameters=QUEUE_HEADERS
             )
+        }
+    for endpoint, why in UNQUEUEABLE.items():
+        paths[endpoint] = {
+            method: _operation(f"not queued: always 400 ({why})") for method in ("get", "post")
         }
     multipart = {
         "multipart/form-data": {

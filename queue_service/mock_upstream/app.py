@@ -22,6 +22,7 @@ from .images import IMAGE_FILES, ImagesApi
 from .inbox import CallbackInbox
 from .moderations import ModerationsApi
 from .openai import OpenAIDialect
+from .realtime import RealtimeSessionsApi
 from .recording import MockState, RecordedRequest
 from .reply import build_reply
 from .speech import SpeechApi
@@ -191,6 +192,7 @@ def create_mock_app(config: MockConfig | None = None) -> Starlette:
         ModerationsApi(),
         ImagesApi(),
         SpeechApi(),
+        RealtimeSessionsApi(),
     ]
     app = Starlette(
         routes=[

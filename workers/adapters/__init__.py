@@ -5,7 +5,7 @@ from __future__ import annotations
 from .anthropic_messages import MessagesAdapter
 from .audio_speech import SpeechAdapter
 from .base import Adapter, Upstream, UpstreamReply
-from .json_endpoints import EMBEDDINGS, IMAGES, MODERATIONS, RERANK
+from .json_endpoints import EMBEDDINGS, IMAGES, MODERATIONS, REALTIME_SESSIONS, RERANK
 from .openai_chat import ChatCompletionsAdapter
 from .openai_completions import CompletionsAdapter
 
@@ -20,6 +20,7 @@ ADAPTERS: dict[str, Adapter] = {
         MODERATIONS,
         IMAGES,
         SpeechAdapter(),
+        REALTIME_SESSIONS,
     )
 }
 

@@ -74,3 +74,6 @@ RERANK = OneShotAdapter("/v1/rerank")
 MODERATIONS = OneShotAdapter("/v1/moderations")
 IMAGES = OneShotAdapter("/v1/images/generations")
 """OpenAI image generation: `data[]` of `b64_json` or `url`, as the request asks."""
+REALTIME_SESSIONS = OneShotAdapter("/v1/realtime/sessions")
+"""Mints an ephemeral key for a realtime session the client opens itself (the session, a
+WebSocket, cannot be queued)."""
