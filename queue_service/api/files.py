@@ -78,9 +78,12 @@ async def _batch_file(state: AppState, file_id: str, tenant: str) -> FileRecord 
     batch = match and await state.store.batches.load(match["batch"], tenant)
     if not match or batch is None or batch.status not in FINAL:
         return None
-    size = 0
-    async for piece in output_pieces(state.store, batch, match["kind"]):
-        size += len(piece)
+    size = await state.store.batches.file_size(batch.id, match["kind"])
+    if size is None:  # measured once: an ended batch's files no longer change
+        size = 0
+        async for piece in output_pieces(state.store, batch, match["kind"]):
+            size += len(piece)
+        await state.store.batches.keep_file_size(batch.id, match["kind"], size)
     return FileRecord(
         file_id,
         tenant,

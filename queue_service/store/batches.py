@@ -229,6 +229,18 @@ class Batches:
         else:
             await self._redis.zadd(self._keys.batch_webhooks_due, {batch_id: next_attempt_ms})
 
+    async def file_size(self, batch_id: str, kind: str) -> int | None:
+        """The size of an ended batch's `output` or `errors` file, once measured."""
+        raw = await cast(
+            Awaitable[bytes | None], self._redis.hget(self._keys.batch(batch_id), f"{kind}_bytes")
+        )
+        return int(raw) if raw is not None else None
+
+    async def keep_file_size(self, batch_id: str, kind: str, size: int) -> None:
+        await cast(
+            Awaitable[int], self._redis.hset(self._keys.batch(batch_id), f"{kind}_bytes", str(size))
+        )
+
     async def status(self, batch_id: str) -> str | None:
         raw = await cast(
             Awaitable[bytes | None], self._redis.hget(self._keys.batch(batch_id), "status")
