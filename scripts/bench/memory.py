@@ -7,7 +7,7 @@ API: 100 streaming puts of long streams whose clients send the request, read the
 headers and then nothing (a small receive buffer, so the kernel soon stops taking data for
 them), against the same 100 clients reading normally. Worker: one job whose upstream answers
 230 MiB in pieces (chunked, not SSE). With `--before PATH` (a checkout of the service before a
-change, e.g. a worktree at tag `pre-hardening`) every figure is measured on that code too:
+change, e.g. a worktree at commit 722a5be) every figure is measured on that code too:
 its API and worker run with PYTHONPATH=PATH, everything else (the bench, the mock upstream,
 Redis) is the same. RSS is read from /proc/<pid>/status: VmRSS sampled while it runs, and
 VmHWM, the kernel's own high-water mark of the process (each measurement runs on freshly
