@@ -17,8 +17,23 @@ SERVED_ENDPOINTS = frozenset(
         "/v1/images/generations",
         "/v1/audio/speech",
         "/v1/realtime/sessions",
+        "/v1/audio/transcriptions",
+        "/v1/audio/translations",
+        "/v1/images/edits",
+        "/v1/images/variations",
     }
 )
+
+MB = 1024 * 1024
+FILE_ENDPOINTS = {
+    "/v1/audio/transcriptions": 25 * MB,
+    "/v1/audio/translations": 25 * MB,
+    "/v1/images/edits": 50 * MB,
+    "/v1/images/variations": 50 * MB,
+}
+"""Endpoints that take files (sent upstream as multipart forms), with the largest file each
+takes: OpenAI's 25 MB for audio; 50 MB an image (gpt-image-1's; older models refuse more than
+4 MB themselves)."""
 
 UNQUEUEABLE = {
     "/v1/realtime": (

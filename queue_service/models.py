@@ -112,6 +112,17 @@ def _check_http_url(url: str) -> str:
 HttpUrlText = Annotated[str, Field(max_length=2048), AfterValidator(_check_http_url)]
 
 
+FILE_REF = "$file"
+"""A job's `data` names a stored file (endpoints that take files) as `{"$file": "<id>"}`."""
+
+
+def file_ref(value: Any) -> str | None:
+    """The file id `value` refers to, if it is a file reference."""
+    if isinstance(value, dict) and len(value) == 1 and isinstance(value.get(FILE_REF), str):
+        return str(value[FILE_REF])
+    return None
+
+
 INT_RANGE = (-(2**63), 2**64 - 1)
 """Integers JSON carries here: 64-bit, as orjson stores them and upstreams read them."""
 

@@ -82,10 +82,14 @@ async def test_the_sdk_examples_run(api: httpx.AsyncClient, worker: Worker, tmp_
 async def test_the_curl_examples_run(
     api: httpx.AsyncClient, worker: Worker, tmp_path: Path
 ) -> None:
-    curls = [block for block in blocks("bash") if block.startswith("curl")]
-    blocking, streaming, callback = (
-        block.replace(README_API, str(api.base_url)) for block in curls
-    )
+    here = str(api.base_url)
+    curls = [
+        block.replace(README_API, here) for block in blocks("bash") if block.startswith("curl")
+    ]
+    blocking, streaming, callback = (block for block in curls if " -F " not in block)
+    (multipart,) = (block for block in curls if " -F " in block)
+    transcript = orjson.loads(await shell(multipart, Path(__file__).parent.parent))
+    assert "README.md" in transcript["text"]
     answer = orjson.loads(await shell(blocking, tmp_path))
     assert answer["object"] == "chat.completion"
     assert (await shell(streaming, tmp_path)).rstrip().endswith("data: [DONE]")

@@ -76,8 +76,8 @@ async def wait_for_redis(settings: Settings) -> None:
 
 async def on_startup(ctx: dict[str, Any]) -> None:
     runtime = WorkerRuntime(ctx["settings"], ctx["queues"], ctx["redis"])
-    ctx["runtime"] = runtime
     await runtime.start()
+    ctx["runtime"] = runtime  # once running: a stop can only meet a started runtime
 
 
 async def on_shutdown(ctx: dict[str, Any]) -> None:

@@ -12,11 +12,13 @@ from typing import Any
 import orjson
 
 from queue_service.credentials import CredentialBox
-from queue_service.models import TERMINAL_STATUSES, ResponseMode, Status
+from queue_service.endpoints import FILE_ENDPOINTS
+from queue_service.models import TERMINAL_STATUSES, ResponseMode, Status, file_ref
 from queue_service.store import STORE_ERRORS, Outcome, Store, StreamEntry, TaskRecord
 from queue_service.timing import now_ms
 
 from .adapters import ADAPTERS
+from .adapters.multipart import UploadPart
 from .callbacks import CallbackSender
 from .consumer import Job
 from .limiter import Limiter
@@ -44,6 +46,7 @@ class JobExecutor:
     ) -> None:
         self.credentials = credentials
         self.tasks = store.tasks
+        self.files = store.files
         self.max_deliveries = max_deliveries
         self.caller = caller
         self.routing = routing
@@ -162,6 +165,11 @@ class JobExecutor:
         if data is None:
             data = orjson.loads(record.data)
         route = await self._with_callers_key(record, route or self._route(record, data))
+        if record.endpoint in FILE_ENDPOINTS:
+            missing = await self._read_files(record, data)
+            if missing is not None:
+                message = f"the job's file {missing} is gone (it expired, or was deleted)"
+                return Outcome.error(Status.FAILED, 400, message, "invalid_request")
         relay = record.mode is ResponseMode.STREAMING
         if relay:
             data["stream"] = True
@@ -173,6 +181,25 @@ class JobExecutor:
                 return await self.caller.call(record, adapter, route, data, relay)
         except TimeoutError:
             return Outcome.error(Status.TIMEOUT, 408, "job timed out", "timeout")
+
+    async def _read_files(self, record: TaskRecord, data: dict[str, Any]) -> str | None:
+        """Replace each `{"$file": id}` of `data` by the file's bytes, name and type (in
+        place); the id of a file that is gone, if one is."""
+        for name, value in data.items():
+            items = value if isinstance(value, list) else [value]
+            parts: list[Any] = []
+            for item in items:
+                file_id = file_ref(item)
+                if file_id is None:
+                    parts.append(item)
+                    continue
+                found = await self.files.get(file_id, record.tenant)
+                if found is None:
+                    return file_id
+                content = await self.files.content(file_id)
+                parts.append(UploadPart(found.filename, found.content_type, content))
+            data[name] = parts if isinstance(value, list) else parts[0]
+        return None
 
     async def _with_callers_key(self, record: TaskRecord, route: UpstreamRoute) -> UpstreamRoute:
         """With passthrough auth, the route's upstream takes the caller's own key."""

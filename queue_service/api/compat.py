@@ -13,19 +13,21 @@ through the put API's callback mode). Errors come in the SDK's own dialect.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from queue_service.endpoints import SERVED_ENDPOINTS, UNQUEUEABLE
+from queue_service.endpoints import FILE_ENDPOINTS, SERVED_ENDPOINTS, UNQUEUEABLE
 from queue_service.errors import BadRequest
 from queue_service.models import PutRequest, ResponseMode
 
 from . import waiting
 from .body import read_json_bytes, validate_object
 from .dialects import Dialect, speak
+from .job_files import MOST_FILES, attach, check_length, is_multipart, store_form
 from .responses import OrjsonResponse
 from .state import AppState
 
@@ -57,31 +59,46 @@ async def model_call(request: Request) -> Response:
             "X-Queue-Level must be 0 here: these calls wait for their answer, so they run "
             "online; put offline work through POST /v1/queue/put in callback mode"
         )
-    body = await read_json_bytes(request, state.settings.max_body_bytes)
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise BadRequest("request body must be a JSON object")
     queue = (
         request.headers.get("x-queue") or principal.default_queue or state.settings.default_queue
     )
-    mode = ResponseMode.STREAMING if data.get("stream") is True else ResponseMode.BLOCKING
+    timeout_header = _header_int(request, "x-queue-timeout")
+    if is_multipart(request) and endpoint in FILE_ENDPOINTS:  # as the SDKs send files
+        check_length(request, state)
+        timeout = timeout_header or state.settings.blocking_timeout
+        ttl = timeout + state.settings.result_retention
+        async with request.form(max_files=MOST_FILES, max_fields=64) as form:
+            data = await store_form(state, principal.tenant, endpoint, form, ttl)
+    else:
+        data = _json_object(await read_json_bytes(request, state.settings.max_body_bytes))
+    streams = data.get("stream") in (True, "true")
+    mode = ResponseMode.STREAMING if streams else ResponseMode.BLOCKING
     envelope = {
         "queue": queue,
         "endpoint": endpoint,
         "level": 0,
         "data": data,
         "response_mode": mode,
-        "timeout": _header_int(request, "x-queue-timeout"),
+        "timeout": timeout_header,
     }
     job = validate_object(PutRequest, envelope, state.put_context)
     principal.check_queue(job.queue)
     timeout = job.timeout or state.default_timeout(mode)
+    if endpoint in FILE_ENDPOINTS:
+        job = await attach(state, principal.tenant, job, timeout + state.settings.result_retention)
     return await waiting.wait_for(
         state, request, job, principal.tenant, timeout, state.sealed_key(request)
     )
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadRequest("request body must be a JSON object")
+    return data
 
 
 async def list_models(request: Request) -> Response:

@@ -25,6 +25,8 @@ from .pages import listed, page_of
 from .responses import OrjsonResponse
 from .state import AppState
 
+UPLOAD_PURPOSES = ("batch", "user_data")
+"""Batch input files, and files jobs take (named in their data as `{"$file": id}`)."""
 BATCH_FILE = re.compile(r"file-(?P<batch>batch_[0-9a-f]+)-(?P<kind>output|errors)")
 READ_BYTES = 1024 * 1024
 MULTIPART_OVERHEAD = 64 * 1024
@@ -53,10 +55,15 @@ async def upload(request: Request) -> Response:
         file, purpose = form.get("file"), form.get("purpose")
         if not isinstance(file, UploadFile):
             raise BadRequest("a multipart field 'file' with the file is required")
-        if purpose != "batch":
-            raise BadRequest(f"purpose must be 'batch', not {purpose!r}")
+        if purpose not in UPLOAD_PURPOSES:
+            raise BadRequest(f"purpose must be 'batch' or 'user_data', not {purpose!r}")
         record = await state.store.files.create(
-            tenant, file.filename or "upload.jsonl", purpose, _pieces(file), limit
+            tenant,
+            file.filename or "upload",
+            purpose,
+            _pieces(file),
+            limit,
+            content_type=file.content_type or "application/octet-stream",
         )
     return OrjsonResponse(record.view())
 

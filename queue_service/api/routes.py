@@ -9,10 +9,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from queue_service.api import waiting
+from queue_service.endpoints import FILE_ENDPOINTS
 from queue_service.errors import BadRequest, Conflict, Forbidden, TaskNotFound
 from queue_service.models import QUEUE_NAME_PATTERN, TERMINAL_STATUSES, PutRequest, ResponseMode
 
 from .body import parse_model, read_json_bytes
+from .job_files import MOST_FILES, attach, check_length, is_multipart, store_form
 from .responses import ok
 from .state import AppState
 
@@ -25,13 +27,29 @@ def _state(request: Request) -> AppState:
 async def put(request: Request) -> Response:
     state = _state(request)
     principal = await state.admit(request)
-    body = await read_json_bytes(request, state.settings.max_body_bytes)
-    job = parse_model(PutRequest, body, state.put_context)
-    principal.check_queue(job.queue)
+    tenant = principal.tenant
+    if is_multipart(request):  # the put's JSON in a `job` field, the job's files as parts
+        check_length(request, state)
+        async with request.form(max_files=MOST_FILES, max_fields=64) as form:
+            text = form.get("job")
+            if not isinstance(text, str):
+                raise BadRequest("a multipart put needs a 'job' field holding the put's JSON")
+            job = parse_model(PutRequest, text.encode(), state.put_context)
+            principal.check_queue(job.queue)
+            timeout = job.timeout or state.default_timeout(job.response_mode)
+            ttl = timeout + state.settings.result_retention
+            parts = await store_form(state, tenant, job.endpoint, form, ttl, skip="job")
+        job = job.model_copy(update={"data": {**job.data, **parts}})
+    else:
+        body = await read_json_bytes(request, state.settings.max_body_bytes)
+        job = parse_model(PutRequest, body, state.put_context)
+        principal.check_queue(job.queue)
+    timeout = job.timeout or state.default_timeout(job.response_mode)
+    if job.endpoint in FILE_ENDPOINTS:
+        job = await attach(state, tenant, job, timeout + state.settings.result_retention)
     if job.callback_url is not None:
         await state.callback_policy.allows(job.callback_url)
-    timeout = job.timeout or state.default_timeout(job.response_mode)
-    args = (job, principal.tenant, timeout, state.sealed_key(request), _idempotency_key(request))
+    args = (job, tenant, timeout, state.sealed_key(request), _idempotency_key(request))
     if job.response_mode is ResponseMode.CALLBACK:
         return ok(await state.store.tasks.enqueue(*args))
     return await waiting.wait_for(state, request, *args)

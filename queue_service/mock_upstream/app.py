@@ -27,6 +27,7 @@ from .recording import MockState, RecordedRequest
 from .reply import build_reply
 from .speech import SpeechApi
 from .streaming import EventStream, Producer, WatchedResponse, hang, json_producer
+from .uploads import upload_routes
 from .vectors import EmbeddingsApi, RerankApi
 
 Endpoint = Callable[[Request], Awaitable[Response | WatchedResponse]]
@@ -205,6 +206,7 @@ def create_mock_app(config: MockConfig | None = None) -> Starlette:
             Route("/_mock/disconnects", upstream.disconnects, methods=["GET"]),
             Route("/healthz", _healthz, methods=["GET"]),
             Route("/v1/models", _models, methods=["GET"]),
+            *upload_routes(state),
             IMAGE_FILES,
             inbox.route(),
         ]

@@ -30,6 +30,7 @@ class FileRecord:
     created_at: int
     """Seconds since the epoch (as OpenAI's file objects say it)."""
     expires_at: int
+    content_type: str = "application/octet-stream"
 
     def view(self) -> dict[str, object]:
         """The file as OpenAI's API shows it."""
@@ -62,8 +63,13 @@ class Files:
         purpose: str,
         pieces: AsyncIterator[bytes],
         max_bytes: int,
+        *,
+        content_type: str = "application/octet-stream",
+        ttl_s: int | None = None,
     ) -> FileRecord:
-        """Store a file from its pieces (PayloadTooLarge past `max_bytes`: nothing kept)."""
+        """Store a file from its pieces (PayloadTooLarge past `max_bytes`: nothing kept); it
+        lives `ttl_s` seconds (default: the file retention)."""
+        ttl = ttl_s or self.retention_s
         file_id = "file-" + secrets.token_hex(12)
         chunks = self._keys.file_chunks(file_id)
         size, buffered = 0, bytearray()
@@ -83,7 +89,7 @@ class Files:
             raise
         created = now_ms() // 1000
         record = FileRecord(
-            file_id, tenant, filename, purpose, size, created, created + self.retention_s
+            file_id, tenant, filename, purpose, size, created, created + ttl, content_type
         )
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(
@@ -94,10 +100,12 @@ class Files:
                     "purpose": purpose,
                     "bytes": size,
                     "created_at": created,
+                    "expires_at": created + ttl,
+                    "content_type": content_type,
                 },
             )
-            pipe.expire(self._keys.file_meta(file_id), self.retention_s)
-            pipe.expire(chunks, self.retention_s)
+            pipe.expire(self._keys.file_meta(file_id), ttl)
+            pipe.expire(chunks, ttl)
             pipe.zadd(self._keys.tenant_files(_tenant_digest(tenant)), {file_id: created})
             await pipe.execute()
         return record
@@ -122,8 +130,13 @@ class Files:
             raw[b"purpose"].decode(),
             int(raw[b"bytes"]),
             created,
-            created + self.retention_s,
+            int(raw.get(b"expires_at", created + self.retention_s)),
+            raw.get(b"content_type", b"application/octet-stream").decode(),
         )
+
+    async def content(self, file_id: str) -> bytes:
+        """A (small) file's whole content: job inputs the worker sends upstream."""
+        return b"".join([piece async for piece in self.pieces(file_id)])
 
     async def list(self, tenant: str, purpose: str | None = None) -> list[FileRecord]:
         """The tenant's files, newest first (expired ones are dropped from the index)."""

@@ -6,6 +6,7 @@ from .anthropic_messages import MessagesAdapter
 from .audio_speech import SpeechAdapter
 from .base import Adapter, Upstream, UpstreamReply
 from .json_endpoints import EMBEDDINGS, IMAGES, MODERATIONS, REALTIME_SESSIONS, RERANK
+from .multipart import IMAGE_EDITS, IMAGE_VARIATIONS, TRANSCRIPTIONS, TRANSLATIONS
 from .openai_chat import ChatCompletionsAdapter
 from .openai_completions import CompletionsAdapter
 
@@ -21,6 +22,10 @@ ADAPTERS: dict[str, Adapter] = {
         IMAGES,
         SpeechAdapter(),
         REALTIME_SESSIONS,
+        TRANSCRIPTIONS,
+        TRANSLATIONS,
+        IMAGE_EDITS,
+        IMAGE_VARIATIONS,
     )
 }
 
