@@ -2,9 +2,9 @@
 
     python -m scripts.bench [scenario ...] [--quick]
 
-Scenarios: pickup, blocking, streaming, held, throughput, memory, batch (all when none is
-named). Each prints a table and writes its section of BENCHMARKS.md with the machine and the
-command.
+Scenarios: pickup, blocking, streaming, held, throughput, memory, batch, transcription (all
+when none is named). Each prints a table and writes its section of BENCHMARKS.md with the
+machine and the command.
 Every figure sits next to a baseline from the same run: these machines are shared and
 noisy, so ratios and differences mean more than absolute numbers. `--quick` takes few
 samples, for a smoke run. Run from the repository root.
@@ -32,6 +32,7 @@ from scripts.bench.lib import MockUpstream, Stack, redis_for_bench, report, summ
 from scripts.bench.memory import memory
 from scripts.bench.streaming import streaming
 from scripts.bench.throughput import throughput
+from scripts.bench.transcription import transcription
 
 
 def chat(text: str) -> dict[str, Any]:
@@ -159,6 +160,7 @@ SCENARIOS = {
     "throughput": throughput,
     "memory": memory,
     "batch": batch,
+    "transcription": transcription,
 }
 
 
