@@ -162,3 +162,30 @@ async def test_a_streaming_put_of_a_file_endpoint_gets_the_answer_whole(
     )
     assert response.status_code == 200
     assert orjson.loads(response.content)
+
+
+async def test_a_transcription_streams_for_the_models_that_stream(
+    api: httpx.AsyncClient, worker: Worker
+) -> None:
+    put_json = job("/v1/audio/transcriptions", {"model": "gpt-4o-transcribe"}, mode="streaming")
+    async with api.stream(
+        "POST",
+        "/v1/queue/put",
+        data={"job": json.dumps(put_json)},
+        files={"file": ("talk.wav", AUDIO, "audio/wav")},
+    ) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        text = (await response.aread()).decode()
+        task_id = response.headers["x-task-id"]
+    events = [orjson.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
+    deltas = "".join(e["delta"] for e in events if e["type"] == "transcript.text.delta")
+    assert events[-1] == {"type": "transcript.text.done", "text": deltas}
+    view = await wait_view(api, task_id, lambda v: v["status"] == "succeeded")
+    assert view["result"] == {"text": deltas}  # the assembled answer is kept
+    async with openai.AsyncOpenAI(base_url=f"{api.base_url}/v1", api_key="x") as sdk:
+        stream = await sdk.audio.transcriptions.create(
+            model="gpt-4o-transcribe", file=("talk.wav", AUDIO, "audio/wav"), stream=True
+        )
+        kinds = [event.type async for event in stream]
+    assert kinds[-1] == "transcript.text.done"
+    assert set(kinds[:-1]) == {"transcript.text.delta"}

@@ -69,10 +69,11 @@ async def model_call(request: Request) -> Response:
         ttl = timeout + state.settings.result_retention
         async with request.form(max_files=MOST_FILES, max_fields=64) as form:
             data = await store_form(state, principal.tenant, endpoint, form, ttl)
+        if data.get("stream") == "true":  # a form field is text: the JSON meaning is a bool
+            data["stream"] = True
     else:
         data = _json_object(await read_json_bytes(request, state.settings.max_body_bytes))
-    streams = data.get("stream") in (True, "true")
-    mode = ResponseMode.STREAMING if streams else ResponseMode.BLOCKING
+    mode = ResponseMode.STREAMING if data.get("stream") is True else ResponseMode.BLOCKING
     envelope = {
         "queue": queue,
         "endpoint": endpoint,

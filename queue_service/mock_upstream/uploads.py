@@ -68,6 +68,22 @@ def _transcript(fields: dict[str, Any], translate: bool) -> tuple[bytes, str]:
     return orjson.dumps({"text": text}), "application/json"
 
 
+STREAMING_MODELS = ("gpt-4o-transcribe", "gpt-4o-mini-transcribe")
+"""The transcription models that stream (`stream=true`); whisper-1 answers whole."""
+
+
+def _transcript_events(fields: dict[str, Any]) -> bytes:
+    """A streamed transcript: a `transcript.text.delta` event per word, then `.done`."""
+    text = orjson.loads(_transcript(fields | {"response_format": "json"}, False)[0])["text"]
+    words = text.split(" ")
+    events = [
+        {"type": "transcript.text.delta", "delta": word if i == 0 else " " + word}
+        for i, word in enumerate(words)
+    ]
+    events.append({"type": "transcript.text.done", "text": text})
+    return b"".join(b"data: " + orjson.dumps(event) + b"\n\n" for event in events)
+
+
 def _images(fields: dict[str, Any], request: Request) -> bytes:
     seed = str(fields.get("prompt", "variation"))
     inline = fields.get("response_format", "url") == "b64_json"
@@ -107,6 +123,9 @@ def upload_routes(state: MockState) -> list[Route]:
                 return _error(400, "`file` (a file) and `model` are required")
             if fields.get("response_format", "json") not in FORMATS:
                 return _error(400, f"`response_format` must be one of {', '.join(FORMATS)}")
+            streams = str(fields["model"]).startswith(STREAMING_MODELS)
+            if fields.get("stream") == "true" and streams and not translate:
+                return Response(_transcript_events(fields), media_type="text/event-stream")
             body, kind = _transcript(fields, translate)
             return Response(body, media_type=kind)
 

@@ -16,7 +16,8 @@ import httpx
 import orjson
 
 from ..retry import parse_retry_after
-from .base import Upstream, UpstreamReply
+from ..sse import SSEEvent
+from .base import StreamAssembler, Upstream, UpstreamReply
 from .http import Streamed, read_body
 from .json_endpoints import NoStreamAssembler
 
@@ -37,10 +38,13 @@ def _text(value: Any) -> str:
 
 
 class MultipartAdapter:
-    """A one-piece answer (a stream asked for is answered whole, as the mock's are)."""
+    """`streams`: the endpoint has a stream form (transcriptions, for the models that stream:
+    `transcript.text.delta` events, then `transcript.text.done`); the others answer whole,
+    a stream asked for included."""
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, streams: bool = False) -> None:
         self.endpoint = endpoint
+        self.streams = streams
 
     def _request(
         self, client: httpx.AsyncClient, upstream: Upstream, data: dict[str, Any]
@@ -48,7 +52,7 @@ class MultipartAdapter:
         fields: dict[str, list[str]] = {}
         files: list[tuple[str, tuple[str, bytes, str]]] = []
         for name, value in data.items():
-            if name == "stream" or value is None:
+            if value is None or (name == "stream" and not (self.streams and value is True)):
                 continue
             for item in value if isinstance(value, list) else [value]:
                 if isinstance(item, UploadPart):
@@ -80,11 +84,40 @@ class MultipartAdapter:
     ) -> AbstractAsyncContextManager[httpx.Response]:
         return Streamed(client, self._request(client, upstream, data))
 
-    def assembler(self) -> NoStreamAssembler:
-        return NoStreamAssembler(self.endpoint)
+    def assembler(self) -> StreamAssembler:
+        return TranscriptAssembler() if self.streams else NoStreamAssembler(self.endpoint)
 
 
-TRANSCRIPTIONS = MultipartAdapter("/v1/audio/transcriptions")
+class TranscriptAssembler:
+    """Rebuilds `{"text"}` from a streamed transcript's events."""
+
+    def __init__(self) -> None:
+        self._text: list[str] = []
+        self._done: str | None = None
+        self._error: Any | None = None
+
+    def feed(self, event: SSEEvent) -> None:
+        try:
+            value = orjson.loads(event.data)
+        except orjson.JSONDecodeError:
+            return
+        kind = value.get("type") if isinstance(value, dict) else None
+        if kind == "transcript.text.delta":
+            self._text.append(str(value.get("delta", "")))
+        elif kind == "transcript.text.done":
+            self._done = str(value.get("text", ""))
+        elif event.event == "error" or kind == "error":
+            self._error = value.get("error", value)
+
+    def error(self) -> Any | None:
+        return self._error
+
+    def result(self) -> bytes:
+        text = self._done if self._done is not None else "".join(self._text)
+        return orjson.dumps({"text": text})
+
+
+TRANSCRIPTIONS = MultipartAdapter("/v1/audio/transcriptions", streams=True)
 TRANSLATIONS = MultipartAdapter("/v1/audio/translations")
 IMAGE_EDITS = MultipartAdapter("/v1/images/edits")
 IMAGE_VARIATIONS = MultipartAdapter("/v1/images/variations")
