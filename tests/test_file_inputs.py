@@ -189,3 +189,18 @@ async def test_a_transcription_streams_for_the_models_that_stream(
         kinds = [event.type async for event in stream]
     assert kinds[-1] == "transcript.text.done"
     assert set(kinds[:-1]) == {"transcript.text.delta"}
+
+
+async def test_a_jobs_files_together_are_bounded(api: httpx.AsyncClient) -> None:
+    ids = []
+    for n in range(3):  # 40 MB each: each within the image limit, 120 MB together
+        uploaded = await api.post(
+            "/v1/files",
+            data={"purpose": "user_data"},
+            files={"file": (f"{n}.png", b"\x00" * (40 * MB), "image/png")},
+        )
+        ids.append(uploaded.json()["id"])
+    data = {"prompt": "p", "image": [{"$file": file_id} for file_id in ids]}
+    response = await api.post("/v1/queue/put", json=job("/v1/images/edits", data))
+    assert response.status_code == 413
+    assert "files may total" in response.json()["message"]

@@ -24,6 +24,8 @@ from .state import AppState
 BASE64 = "$base64"
 READ_BYTES = 1024 * 1024
 MOST_FILES = 16
+MOST_JOB_BYTES = 100 * 1024 * 1024
+"""All the files of one job together: the worker reads them to send them upstream."""
 REQUIRED = {
     "/v1/audio/transcriptions": "file",
     "/v1/audio/translations": "file",
@@ -103,6 +105,14 @@ async def attach(state: AppState, tenant: str, job: PutRequest, ttl_s: int) -> P
     required = REQUIRED.get(job.endpoint)
     if required is not None and not _names_files(data.get(required)):
         raise BadRequest(f"data.{required}: {job.endpoint} needs a file here")
+    total = 0
+    for value in data.values():
+        for item in value if isinstance(value, list) else [value]:
+            file_id = file_ref(item)
+            found = file_id and await state.store.files.get(file_id, tenant)
+            total += found.bytes if found else 0
+    if total > MOST_JOB_BYTES:  # the worker holds a job's files while it sends them
+        raise PayloadTooLarge(f"a job's files may total {MOST_JOB_BYTES} bytes, not {total}")
     return job.model_copy(update={"data": data})
 
 
