@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cached_property
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -92,18 +91,18 @@ class Settings(BaseSettings):
         parse_networks(value)  # a bad CIDR is refused at start-up, naming the entry
         return value
 
-    @cached_property
+    @property
     def redis_location(self) -> str:
         """Where Redis is, for logs: the URL without its credentials."""
         parts = urlsplit(self.redis_url)
         host = parts.netloc.rpartition("@")[2]
         return urlunsplit(parts._replace(netloc=host))
 
-    @cached_property
+    @property
     def allowed_callback_networks(self) -> tuple[IPNetwork, ...]:
         return parse_networks(self.callback_allowed_networks)
 
-    @cached_property
+    @property
     def api_key_tenants(self) -> dict[str, str]:
         """Map each accepted bearer key to its tenant (`key` alone is tenant `default`)."""
         tenants: dict[str, str] = {}
