@@ -8,7 +8,6 @@ the task records when the batch is read, so nothing is stored twice.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Iterable
@@ -105,10 +104,6 @@ class Line:
     task_id: str
 
 
-def _tenant_digest(tenant: str) -> str:
-    return hashlib.sha256(tenant.encode()).hexdigest()[:16]
-
-
 class Batches:
     def __init__(
         self, redis: Redis, keys: Keys, lua: LuaScripts, tasks: Tasks, retention_s: int
@@ -126,7 +121,7 @@ class Batches:
     async def create(self, batch: Batch) -> None:
         """Store a new batch (and list it, in creation order)."""
         key = self._keys.batch(batch.id)
-        index = self._keys.tenant_batches(_tenant_digest(batch.tenant))
+        index = self._keys.tenant_batches(batch.tenant)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping=batch.to_hash())
             pipe.expire(key, self.retention_s)
@@ -280,7 +275,7 @@ class Batches:
 
     async def ids(self, tenant: str) -> list[str]:
         """The tenant's batch ids, newest first (expired ones are dropped from the index)."""
-        index = self._keys.tenant_batches(_tenant_digest(tenant))
+        index = self._keys.tenant_batches(tenant)
         ids = [raw.decode() for raw in await self._redis.zrevrange(index, 0, -1)]
         async with self._redis.pipeline(transaction=False) as pipe:
             for batch_id in ids:

@@ -4,7 +4,6 @@ retention. A file belongs to one tenant: to anyone else it does not exist."""
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
@@ -44,10 +43,6 @@ class FileRecord:
             "purpose": self.purpose,
             "status": "processed",
         }
-
-
-def _tenant_digest(tenant: str) -> str:
-    return hashlib.sha256(tenant.encode()).hexdigest()[:16]
 
 
 class Files:
@@ -106,7 +101,7 @@ class Files:
             )
             pipe.expire(self._keys.file_meta(file_id), ttl)
             pipe.expire(chunks, ttl)
-            pipe.zadd(self._keys.tenant_files(_tenant_digest(tenant)), {file_id: created})
+            pipe.zadd(self._keys.tenant_files(tenant), {file_id: created})
             await pipe.execute()
         return record
 
@@ -140,7 +135,7 @@ class Files:
 
     async def list(self, tenant: str, purpose: str | None = None) -> list[FileRecord]:
         """The tenant's files, newest first (expired ones are dropped from the index)."""
-        index = self._keys.tenant_files(_tenant_digest(tenant))
+        index = self._keys.tenant_files(tenant)
         found, gone = [], []
         for raw_id in await self._redis.zrevrange(index, 0, -1):
             record = await self.get(raw_id.decode(), tenant)
@@ -167,5 +162,5 @@ class Files:
         if await self.get(file_id, tenant) is None:
             return False
         await self._redis.delete(self._keys.file_meta(file_id), self._keys.file_chunks(file_id))
-        await self._redis.zrem(self._keys.tenant_files(_tenant_digest(tenant)), file_id)
+        await self._redis.zrem(self._keys.tenant_files(tenant), file_id)
         return True

@@ -6,6 +6,7 @@ and one Lua script may touch them all; the queue registry is global.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 CONSUMER_GROUP = "workers"
@@ -107,9 +108,9 @@ class Keys:
         """List: a file's content, in pieces of up to `files.CHUNK_BYTES`, in order."""
         return f"{self.prefix}:{{file:{file_id}}}:chunks"
 
-    def tenant_files(self, tenant_digest: str) -> str:
+    def tenant_files(self, tenant: str) -> str:
         """Sorted set: a tenant's file ids -> created_at (ms), for listing."""
-        return f"{self.prefix}:files:{tenant_digest}"
+        return f"{self.prefix}:files:{_digest(tenant)}"
 
     # -- batches (batches.py): a batch's keys share the hash tag {batch:<id>} ------------
     def batch(self, batch_id: str) -> str:
@@ -134,9 +135,9 @@ class Keys:
         """Sorted set: ids of ended batches whose webhook is owed -> next attempt (ms)."""
         return f"{self.prefix}:batches:webhooks-due"
 
-    def tenant_batches(self, tenant_digest: str) -> str:
+    def tenant_batches(self, tenant: str) -> str:
         """Sorted set: a tenant's batch ids -> created_at (ms), for listing."""
-        return f"{self.prefix}:batches:{tenant_digest}"
+        return f"{self.prefix}:batches:{_digest(tenant)}"
 
     def queue_meta(self, queue: str) -> str:
         """Hash: the queue's `id` as registered, `expires_at` (ms) when its last record does.
@@ -173,3 +174,8 @@ class Keys:
     def task_channel(self, queue: str, task_id: str) -> str:
         """Pub/sub channel carrying a task's events (stream chunks, completion)."""
         return f"{self.prefix}:{{{queue}}}:events:{task_id}"
+
+
+def _digest(tenant: str) -> str:
+    """A tenant's name as it appears in key names (any text, kept short and safe)."""
+    return hashlib.sha256(tenant.encode()).hexdigest()[:16]
