@@ -27,9 +27,10 @@ from queue_service.models import PutRequest, ResponseMode
 from . import waiting
 from .body import read_json_bytes, validate_object
 from .dialects import Dialect, speak
-from .job_files import MOST_FILES, attach, check_length, is_multipart, store_form
+from .job_files import MOST_FILES, attach, is_multipart, store_form
 from .responses import OrjsonResponse
 from .state import AppState
+from .uploads import check_length
 
 ANTHROPIC_ENDPOINTS = frozenset({"/v1/messages"})
 WHOLE_NUMBER = re.compile(r"[0-9]{1,9}")
@@ -64,7 +65,7 @@ async def model_call(request: Request) -> Response:
     )
     timeout_header = _header_int(request, "x-queue-timeout")
     if is_multipart(request) and endpoint in FILE_ENDPOINTS:  # as the SDKs send files
-        check_length(request, state)
+        check_length(request, state.settings.max_file_bytes)
         timeout = timeout_header or state.settings.blocking_timeout
         ttl = timeout + state.settings.result_retention
         async with request.form(max_files=MOST_FILES, max_fields=64) as form:

@@ -8,14 +8,13 @@ A file is its tenant's: to any other key it does not exist.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from queue_service.errors import BadRequest, LengthRequired, PayloadTooLarge, TaskNotFound
+from queue_service.errors import BadRequest, TaskNotFound
 from queue_service.store import FileRecord
 from queue_service.store.batches import FINAL
 
@@ -24,11 +23,11 @@ from .dialects import Dialect, speak
 from .pages import listed, page_of
 from .responses import OrjsonResponse
 from .state import AppState
+from .uploads import check_length, pieces
 
 UPLOAD_PURPOSES = ("batch", "user_data")
 """Batch input files, and files jobs take (named in their data as `{"$file": id}`)."""
 BATCH_FILE = re.compile(r"file-(?P<batch>batch_[0-9a-f]+)-(?P<kind>output|errors)")
-READ_BYTES = 1024 * 1024
 MULTIPART_OVERHEAD = 64 * 1024
 
 
@@ -38,19 +37,10 @@ async def _admit(request: Request) -> tuple[AppState, str]:
     return state, (await state.admit(request)).tenant
 
 
-async def _pieces(upload: UploadFile) -> AsyncIterator[bytes]:
-    while piece := await upload.read(READ_BYTES):
-        yield piece
-
-
 async def upload(request: Request) -> Response:
     state, tenant = await _admit(request)
     limit = state.settings.max_file_bytes
-    declared = request.headers.get("content-length", "")
-    if not re.fullmatch(r"[0-9]{1,12}", declared):  # the parser spools what it is sent
-        raise LengthRequired("an upload needs a Content-Length header")
-    if int(declared) > limit + MULTIPART_OVERHEAD:
-        raise PayloadTooLarge(f"the file is larger than {limit} bytes")
+    check_length(request, limit, framing=MULTIPART_OVERHEAD)
     async with request.form(max_files=1, max_fields=8) as form:
         file, purpose = form.get("file"), form.get("purpose")
         if not isinstance(file, UploadFile):
@@ -61,7 +51,7 @@ async def upload(request: Request) -> Response:
             tenant,
             file.filename or "upload",
             purpose,
-            _pieces(file),
+            pieces(file),
             limit,
             content_type=file.content_type or "application/octet-stream",
         )

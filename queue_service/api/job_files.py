@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,13 +15,13 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 
 from queue_service.endpoints import FILE_ENDPOINTS
-from queue_service.errors import BadRequest, LengthRequired, PayloadTooLarge
+from queue_service.errors import BadRequest, PayloadTooLarge
 from queue_service.models import FILE_REF, PutRequest, file_ref
 
 from .state import AppState
+from .uploads import pieces
 
 BASE64 = "$base64"
-READ_BYTES = 1024 * 1024
 MOST_FILES = 16
 MOST_JOB_BYTES = 100 * 1024 * 1024
 """All the files of one job together: the worker reads them to send them upstream."""
@@ -36,20 +35,6 @@ REQUIRED = {
 
 def is_multipart(request: Request) -> bool:
     return request.headers.get("content-type", "").startswith("multipart/form-data")
-
-
-def check_length(request: Request, state: AppState) -> None:
-    """A multipart body needs a length within the file limit (its parts spool to disk)."""
-    declared = request.headers.get("content-length", "")
-    if not re.fullmatch(r"[0-9]{1,12}", declared):
-        raise LengthRequired("a multipart request needs a Content-Length header")
-    if int(declared) > state.settings.max_file_bytes:
-        raise PayloadTooLarge(f"the request is larger than {state.settings.max_file_bytes} bytes")
-
-
-async def _pieces(upload: UploadFile) -> AsyncIterator[bytes]:
-    while piece := await upload.read(READ_BYTES):
-        yield piece
 
 
 async def _one(content: bytes) -> AsyncIterator[bytes]:
@@ -76,7 +61,7 @@ async def store_form(
                 tenant,
                 value.filename or name,
                 "user_data",
-                _pieces(value),
+                pieces(value),
                 limit,
                 content_type=value.content_type or "application/octet-stream",
                 ttl_s=ttl_s,

@@ -14,9 +14,10 @@ from queue_service.errors import BadRequest, Conflict, Forbidden, TaskNotFound
 from queue_service.models import QUEUE_NAME_PATTERN, TERMINAL_STATUSES, PutRequest, ResponseMode
 
 from .body import parse_model, read_json_bytes
-from .job_files import MOST_FILES, attach, check_length, is_multipart, store_form
+from .job_files import MOST_FILES, attach, is_multipart, store_form
 from .responses import ok
 from .state import AppState
+from .uploads import check_length
 
 
 def _state(request: Request) -> AppState:
@@ -29,7 +30,7 @@ async def put(request: Request) -> Response:
     principal = await state.admit(request)
     tenant = principal.tenant
     if is_multipart(request):  # the put's JSON in a `job` field, the job's files as parts
-        check_length(request, state)
+        check_length(request, state.settings.max_file_bytes)
         async with request.form(max_files=MOST_FILES, max_fields=64) as form:
             text = form.get("job")
             if not isinstance(text, str):
