@@ -82,6 +82,14 @@ class BatchRunner:
         await batches.settle(batch)
         return batch
 
+    async def cancel(self, batch: Batch, reason: str) -> Batch:
+        """Cancel an open batch: its unfinished lines stop with `reason`, and it ends
+        (`cancelled`) once none is left running. A batch no longer open is left as it is."""
+        batches = self.store.batches
+        if await batches.move(batch, "cancelling", OPEN, cancelling_at=now_ms() // 1000):
+            await batches.stop_unfinished(batch, reason, expire=False)
+        return await self.refresh(batch)
+
     async def _submit(self, batch: Batch) -> None:
         try:
             await self._validate_and_put(batch)

@@ -24,7 +24,7 @@ from queue_service.store.batches import FINAL, Batch
 from queue_service.timing import now_ms
 
 from .batch_files import output_file_id
-from .batch_runner import OPEN, WINDOWS
+from .batch_runner import WINDOWS
 from .body import parse_model, read_json_bytes
 from .dialects import Dialect, speak
 from .pages import listed, page_of
@@ -104,10 +104,8 @@ async def retrieve(request: Request) -> Response:
 
 async def cancel(request: Request) -> Response:
     state, batch = await _found(request)
-    now = now_ms() // 1000
-    if await state.store.batches.move(batch, "cancelling", OPEN, cancelling_at=now):
-        await state.store.batches.stop_unfinished(batch, "the batch was cancelled", expire=False)
-    return OrjsonResponse(await view(state, await state.batch_runner.refresh(batch)))
+    batch = await state.batch_runner.cancel(batch, "the batch was cancelled")
+    return OrjsonResponse(await view(state, batch))
 
 
 async def listing(request: Request) -> Response:

@@ -23,7 +23,7 @@ from queue_service.models import Status
 from queue_service.store.batches import FINAL, Batch
 from queue_service.timing import now_ms
 
-from .batch_runner import MAX_LINES, OPEN, WINDOWS
+from .batch_runner import MAX_LINES, WINDOWS
 from .body import parse_model, read_json_bytes
 from .dialects import Dialect, speak
 from .pages import listed, page_of
@@ -116,10 +116,7 @@ async def retrieve(request: Request) -> Response:
 
 async def cancel(request: Request) -> Response:
     state, batch = await _found(request)
-    now = now_ms() // 1000
-    if await state.store.batches.move(batch, "cancelling", OPEN, cancelling_at=now):
-        await state.store.batches.stop_unfinished(batch, "the batch was canceled", expire=False)
-        batch = await state.batch_runner.refresh(batch)
+    batch = await state.batch_runner.cancel(batch, "the batch was canceled")
     return OrjsonResponse(await view(state, request, batch))
 
 
