@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import logging
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 
-from queue_service.signing import signature_headers
 from queue_service.store import Store
 from queue_service.store.batches import Batch
 from queue_service.timing import backoff, now_ms
@@ -58,17 +56,8 @@ async def _post(runtime: Any, batch: Batch) -> str | None:
         "created_at": now_ms() // 1000,
         "data": {"id": batch.id},
     }
-    body = orjson.dumps(event)
-    try:  # resolved again now, and connected to the address that was checked
-        target = await runtime.callbacks.policy.check(batch.webhook_url, cached=False)
-        headers = {"content-type": "application/json", "host": target.host}
-        secret = runtime.settings.callback_secret
-        if secret:
-            headers.update(signature_headers(secret, body))
-        sni = {"sni_hostname": urlsplit(batch.webhook_url).hostname or ""}
-        response = await runtime.callback_http.post(
-            target.url, content=body, headers=headers, extensions=sni
-        )
+    try:
+        response = await runtime.callbacks.post(batch.webhook_url, orjson.dumps(event), {})
     except Exception as exc:  # whatever it is, an attempt
         return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     return None if response.is_success else f"receiver answered HTTP {response.status_code}"

@@ -133,17 +133,19 @@ class CallbackSender:
         return (code >= 500 or code in (408, 425, 429)), f"receiver answered HTTP {code}"
 
     async def _send(self, record: TaskRecord, outcome: Outcome) -> httpx.Response:
-        # Resolved again now, and connected to the address that was checked.
-        target = await self.policy.check(record.callback_url, cached=False)
         body = callback_body(record, outcome)
-        headers = {
-            "content-type": "application/json",
-            "idempotency-key": record.task_id,
-            "host": target.host,
-        }
+        return await self.post(record.callback_url, body, {"idempotency-key": record.task_id})
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
+        """POST signed JSON to a receiver; raises `UnsafeDestination` for a forbidden one.
+
+        The URL is resolved again now and the connection goes to the address that was checked
+        (with the URL's host as Host and SNI), so a DNS answer cannot change in between."""
+        target = await self.policy.check(url, cached=False)
+        headers = {**headers, "content-type": "application/json", "host": target.host}
         if self.secret:
             headers.update(signature_headers(self.secret, body))
-        extensions = {"sni_hostname": urlsplit(record.callback_url).hostname or ""}
+        extensions = {"sni_hostname": urlsplit(url).hostname or ""}
         return await self.http.post(
             target.url, content=body, headers=headers, extensions=extensions
         )
