@@ -23,6 +23,7 @@ from queue_service.errors import BadRequest, TaskNotFound
 from queue_service.store.batches import FINAL, Batch
 from queue_service.timing import now_ms
 
+from .auth import Principal
 from .batch_files import output_file_id
 from .batch_runner import WINDOWS
 from .body import parse_model, read_json_bytes
@@ -47,14 +48,25 @@ def _state(request: Request) -> AppState:
     return state
 
 
-async def create(request: Request) -> Response:
-    state = _state(request)
+async def admit_batch(state: AppState, request: Request) -> tuple[Principal, str]:
+    """The caller of a batch create, and the (allowed) webhook URL its batch announces its
+    end at, "" for none. Batches run with the service's own upstream key, so a service in
+    passthrough mode has none."""
     principal = await state.admit(request)
     if state.credentials is not None:
         raise BadRequest(
             "batches run with the service's own upstream key, so they are not available with "
             "QUEUE_UPSTREAM_AUTH=passthrough"
         )
+    webhook = principal.batch_webhook_url or state.settings.batch_webhook_url or ""
+    if webhook:
+        await state.callback_policy.allows(webhook)
+    return principal, webhook
+
+
+async def create(request: Request) -> Response:
+    state = _state(request)
+    principal, webhook = await admit_batch(state, request)
     ask = parse_model(CreateBatch, await read_json_bytes(request, 64 * 1024))
     if ask.endpoint not in state.put_context.endpoints:
         served = ", ".join(sorted(state.put_context.endpoints))
@@ -66,9 +78,6 @@ async def create(request: Request) -> Response:
     queue = (ask.metadata or {}).get("queue") or principal.default_queue
     queue = queue or state.settings.default_queue
     principal.check_queue(queue)
-    webhook = principal.batch_webhook_url or state.settings.batch_webhook_url or ""
-    if webhook:
-        await state.callback_policy.allows(webhook)
     created = now_ms() // 1000
     batch = Batch(
         id=state.store.batches.new_id(),

@@ -24,6 +24,7 @@ from queue_service.store.batches import FINAL, Batch
 from queue_service.timing import now_ms
 
 from .batch_runner import MAX_LINES, WINDOWS
+from .batches import admit_batch
 from .body import parse_model, read_json_bytes
 from .dialects import Dialect, speak
 from .pages import listed, page_of
@@ -62,12 +63,7 @@ async def _lines(ask: CreateMessageBatch) -> AsyncIterator[bytes]:
 
 async def create(request: Request) -> Response:
     state = _state(request)
-    principal = await state.admit(request)
-    if state.credentials is not None:
-        raise BadRequest(
-            "batches run with the service's own upstream key, so they are not available with "
-            "QUEUE_UPSTREAM_AUTH=passthrough"
-        )
+    principal, webhook = await admit_batch(state, request)
     body = await read_json_bytes(request, state.settings.max_body_bytes)
     ask = parse_model(CreateMessageBatch, body)
     ids = [item.custom_id for item in ask.requests]
@@ -78,9 +74,6 @@ async def create(request: Request) -> Response:
     upload = await state.store.files.create(
         principal.tenant, "message-batch.jsonl", "batch", _lines(ask), state.settings.max_file_bytes
     )
-    webhook = principal.batch_webhook_url or state.settings.batch_webhook_url or ""
-    if webhook:
-        await state.callback_policy.allows(webhook)
     created = now_ms() // 1000
     batch = Batch(
         id=state.store.batches.new_id("anthropic"),
