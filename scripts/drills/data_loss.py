@@ -20,23 +20,20 @@ data: they are counted apart (the lost column's "+N before the loss"), not as fa
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
-import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
 
-from queue_service.dev.embedded_redis import EmbeddedRedis, free_port
+from queue_service.dev.embedded_redis import EmbeddedRedis
 from queue_service.store.ids import TaskId
 from scripts.drills.check import DrillResult
 from scripts.drills.load import SUCCEEDED, Job, Ledger, Submitter
-from scripts.drills.rig import Options, Rig
+from scripts.drills.rig import Options, Rig, own_redis
 
 APIS, QUEUES, WORKERS, SLOTS = 2, 2, 2, 8
 JOB = {"ttft": 0.3}
@@ -58,20 +55,6 @@ class Loss:
 
 
 Fault = Callable[[EmbeddedRedis, Options, float], Awaitable[Loss]]
-
-
-@contextlib.asynccontextmanager
-async def volatile_redis(opts: Options) -> AsyncIterator[EmbeddedRedis]:
-    """A redis-server of the drill's own without persistence (no AOF, no RDB snapshots)."""
-    data_dir = Path(tempfile.mkdtemp(prefix="drill-redis-"))
-    redis = EmbeddedRedis(data_dir, free_port(), appendonly=False)
-    try:
-        await asyncio.to_thread(redis.start)
-        opts.reaper.adopt(redis.process)
-        yield redis
-    finally:
-        await asyncio.to_thread(redis.stop)
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 async def _dbsize(url: str) -> int:
@@ -141,7 +124,7 @@ async def _data_loss(opts: Options, name: str, fault: Fault, outage: float) -> D
     before_s, after_s, rate = (6.0, 10.0, 16.0) if opts.quick else (15.0, 30.0, 30.0)
     result = DrillResult(name)
     async with (
-        volatile_redis(opts) as redis,
+        own_redis(opts, appendonly=False) as redis,
         Rig.open(
             opts,
             name,

@@ -3,32 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import shutil
-import tempfile
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-from queue_service.dev.embedded_redis import EmbeddedRedis, free_port
 from scripts.drills.check import DrillResult
 from scripts.drills.load import Job, Ledger
 from scripts.drills.receiver import CallbackReceiver
-from scripts.drills.rig import Options, Rig
-
-
-@contextlib.asynccontextmanager
-async def aof_redis(opts: Options) -> AsyncIterator[EmbeddedRedis]:
-    """A redis-server of the drill's own (AOF, fsync every second) in a temporary directory."""
-    data_dir = Path(tempfile.mkdtemp(prefix="drill-redis-"))
-    redis = EmbeddedRedis(data_dir, free_port(), appendonly=True)
-    try:
-        await asyncio.to_thread(redis.start)
-        opts.reaper.adopt(redis.process)
-        yield redis
-    finally:
-        await asyncio.to_thread(redis.stop)
-        shutil.rmtree(data_dir, ignore_errors=True)
+from scripts.drills.rig import Options, Rig, own_redis
 
 
 async def redis_restart(opts: Options, _redis_url: str) -> DrillResult:
@@ -39,7 +19,7 @@ async def redis_restart(opts: Options, _redis_url: str) -> DrillResult:
     restarts, outage, count, interval = (1, 3.0, 100, 6.0) if opts.quick else (2, 5.0, 300, 8.0)
     result = DrillResult("redis-restart")
     async with (
-        aof_redis(opts) as redis,
+        own_redis(opts, appendonly=True) as redis,
         Rig.open(
             opts,
             "redis-restart",

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
+import tempfile
 import time
 import traceback
 from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from queue_service.dev.embedded_redis import EmbeddedRedis, free_port
 from scripts.bench.lib import wait_for_port
 from scripts.drills.check import DrillResult, drain, tally
 from scripts.drills.load import Ledger, Submitter
@@ -31,6 +35,21 @@ BASE_ENV = {
 class Options:
     quick: bool
     reaper: Reaper
+
+
+@contextlib.asynccontextmanager
+async def own_redis(opts: Options, *, appendonly: bool) -> AsyncIterator[EmbeddedRedis]:
+    """A redis-server of the drill's own in a temporary directory: with AOF (fsync every
+    second), or without any persistence (no AOF, no RDB snapshots)."""
+    data_dir = Path(tempfile.mkdtemp(prefix="drill-redis-"))
+    redis = EmbeddedRedis(data_dir, free_port(), appendonly=appendonly)
+    try:
+        await asyncio.to_thread(redis.start)
+        opts.reaper.adopt(redis.process)
+        yield redis
+    finally:
+        await asyncio.to_thread(redis.stop)
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @dataclass
