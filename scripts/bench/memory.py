@@ -20,26 +20,39 @@ import argparse
 import asyncio
 import contextlib
 import os
-import shutil
 import socket
 import subprocess
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 
-from queue_service.dev.embedded_redis import EmbeddedRedis, free_port
-from scripts.bench.lib import BIN, ROOT, MockUpstream, Stack, report, wait_for_port, wait_for_worker
+from scripts.bench.lib import ROOT, MockUpstream, Stack, report
+from scripts.bench.memory_rig import (
+    CHAT,
+    FULL,
+    PUT,
+    QUEUE,
+    QUICK,
+    SAMPLE_S,
+    SETTLE_S,
+    Figures,
+    LoggedStack,
+    Sampler,
+    Size,
+    Tree,
+    mib,
+    own_redis,
+    parse_head,
+    status_kib,
+)
+from scripts.bench.memory_worker import BIG_PIECE, big_answer
 
-QUEUE = "bench-memory"
-PUT = "/v1/queue/put"
-CHAT = "/v1/chat/completions"
 SLOTS = 128
 """Worker slots: room for every stream at once."""
 MODEL = "m" * 4000
@@ -48,169 +61,7 @@ MODEL = "m" * 4000
 would take minutes to relay)."""
 RCVBUF = 4096
 """SO_RCVBUF of a client that does not read (the kernel doubles it)."""
-SAMPLE_S = 0.1
-SETTLE_S = 3.0
-"""How long after the clients went away the `after` figure is read."""
-BIG_PIECE = 1 << 20
 TERMINAL = {"succeeded", "failed", "timeout", "cancelled"}
-
-
-@dataclass(frozen=True)
-class Size:
-    clients: int
-    tokens: int
-    big_bytes: int
-    limit_s: float
-    """How long one measurement may take before it is cut short."""
-
-
-FULL = Size(clients=100, tokens=2500, big_bytes=230 << 20, limit_s=180.0)
-QUICK = Size(clients=20, tokens=2500, big_bytes=64 << 20, limit_s=60.0)
-
-
-@dataclass(frozen=True)
-class Tree:
-    """The service code a measurement runs: its API and worker import it (PYTHONPATH)."""
-
-    label: str
-    path: Path
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {"PYTHONPATH": str(self.path)}
-
-    def describe(self) -> str:
-        """Its label, path and commit (and whether its service code has changes on top)."""
-        commit = self._git("describe", "--tags", "--always")
-        if not commit:
-            return f"{self.label} (`{self.path}`, not a git checkout)"
-        changed = self._git("status", "--porcelain", "--", "queue_service", "workers")
-        extra = ", with uncommitted changes to the service code" if changed else ""
-        return f"{self.label} (`{self.path}`, {commit}{extra})"
-
-    def _git(self, *args: str) -> str:
-        command = ["git", "-C", str(self.path), *args]
-        return subprocess.run(command, capture_output=True, text=True, check=False).stdout.strip()
-
-
-def status_kib(pid: int) -> tuple[int, int]:
-    """(VmRSS, VmHWM) of a process in KiB, from /proc/<pid>/status."""
-    values = {"VmRSS": 0, "VmHWM": 0}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, rest = line.partition(":")
-        if name in values:
-            values[name] = int(rest.split()[0])
-    return values["VmRSS"], values["VmHWM"]
-
-
-def mib(kib: int) -> str:
-    return f"{kib / 1024:,.0f}"
-
-
-class Sampler:
-    """Samples a process's VmRSS every SAMPLE_S seconds (on a thread of its own, so that a
-    busy event loop delays no sample) while the context lasts."""
-
-    def __init__(self, pid: int, interval: float = SAMPLE_S) -> None:
-        self.pid = pid
-        self.interval = interval
-        self.peak = 0
-        self.samples = 0
-
-    def _run(self, stop: list[bool]) -> None:
-        while not stop[0]:
-            with contextlib.suppress(OSError):
-                rss, _ = status_kib(self.pid)
-                self.peak = max(self.peak, rss)
-                self.samples += 1
-            time.sleep(self.interval)
-
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[Sampler]:
-        stop = [False]
-        thread = asyncio.create_task(asyncio.to_thread(self._run, stop))
-        try:
-            yield self
-        finally:
-            stop[0] = True
-            await thread
-
-
-@dataclass
-class Figures:
-    """One measurement: RSS in KiB at each moment, and what became of the jobs."""
-
-    before: int = 0
-    peak: int = 0
-    hwm: int = 0
-    end: int | None = None
-    """Non-reading clients: once every job ended, the clients still connected."""
-    after: int = 0
-    outcome: str = ""
-    seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
-
-
-@contextlib.asynccontextmanager
-async def own_redis() -> AsyncIterator[EmbeddedRedis]:
-    """A redis-server of the scenario's own (no persistence): gigabytes of pub/sub go through
-    it, which a shared Redis should not have to carry."""
-    data_dir = Path(tempfile.mkdtemp(prefix="bench-memory-redis-"))
-    redis = EmbeddedRedis(data_dir, free_port(), appendonly=False)
-    await asyncio.to_thread(redis.start)
-    try:
-        yield redis
-    finally:
-        await asyncio.to_thread(redis.stop)
-        shutil.rmtree(data_dir, ignore_errors=True)
-
-
-WATCHED = {
-    "pub/sub connection lost": "the API's pub/sub hub lost its Redis connection",
-    "ASGI callable returned without completing response": (
-        "uvicorn: a response ended unfinished (a cut-off client that took not even the closing"
-        " error event)"
-    ),
-    "output buffer limits": "Redis closed a client past its output buffer limit",
-}
-"""Log lines worth a note (substring: what it means), counted per measurement."""
-
-
-@dataclass
-class LoggedStack(Stack):
-    """A Stack whose processes log to files (one per process) in `log_dir`, and a Redis log
-    to watch too: what they said during a measurement becomes its notes."""
-
-    log_dir: Path = field(default_factory=Path)
-    redis_log: Path | None = None
-    _redis_log_from: int = 0
-
-    def start(self, redis_url: str) -> None:
-        self.redis_url = redis_url
-        if self.redis_log is not None and self.redis_log.exists():
-            self._redis_log_from = self.redis_log.stat().st_size
-        env = self.env(redis_url)
-        worker = [str(BIN / "queue-service"), "worker"]
-        api = [str(BIN / "queue-service"), "api", "--port", str(self.api_port)]
-        for name, command in [*[("worker", worker)] * self.workers, ("api", api)]:
-            with (self.log_dir / f"{name}.log").open("ab") as log:
-                process = subprocess.Popen(
-                    command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env
-                )
-            self.processes.append(process)  # the API last: processes[-1]
-        wait_for_port(self.api_port)
-        if self.workers:
-            wait_for_worker(redis_url, self.prefix)
-
-    def said(self) -> list[str]:
-        """What the processes and Redis logged that WATCHED lists, counted."""
-        texts = [path.read_text(errors="replace") for path in self.log_dir.glob("*.log")]
-        if self.redis_log is not None and self.redis_log.exists():
-            with self.redis_log.open("rb") as log:
-                log.seek(self._redis_log_from)
-                texts.append(log.read().decode(errors="replace"))
-        counts = {meaning: sum(t.count(line) for t in texts) for line, meaning in WATCHED.items()}
-        return [f"{n} × {meaning}" for meaning, n in counts.items() if n]
 
 
 async def memory(args: argparse.Namespace, redis_url: str) -> None:
@@ -232,7 +83,7 @@ async def memory(args: argparse.Namespace, redis_url: str) -> None:
                         redis_log=redis.data_dir / "redis.log",
                     )
                     if kind == "big":
-                        figures = await _big_answer(redis.url, stack, size)
+                        figures = await big_answer(redis.url, stack, size)
                     else:
                         reading = kind == "reading"
                         figures = await _streams(redis.url, stack, size, reading=reading)
@@ -344,16 +195,6 @@ def _request(path: str, body: dict[str, Any]) -> bytes:
     return head.encode() + data
 
 
-def _head(raw: bytes) -> tuple[int, dict[str, str]]:
-    lines = raw.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ", 2)[1])
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return status, headers
-
-
 @dataclass
 class Stalled:
     sock: socket.socket
@@ -379,7 +220,7 @@ async def _open_stalled(port: int, raw: bytes) -> Stalled:
     except BaseException:
         sock.close()
         raise
-    status, headers = _head(head)
+    status, headers = parse_head(head)
     return Stalled(sock, status, headers.get("x-task-id", ""))
 
 
@@ -388,7 +229,7 @@ async def _read_stream(port: int, raw: bytes) -> tuple[int, str, int]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
     try:
         writer.write(raw)
-        status, headers = _head(await reader.readuntil(b"\r\n\r\n"))
+        status, headers = parse_head(await reader.readuntil(b"\r\n\r\n"))
         total = 0
         while piece := await reader.read(1 << 18):
             total += len(piece)
@@ -522,133 +363,3 @@ async def _reading(figures: Figures, stack: Stack, size: Size, until: float) -> 
 
 def _listed(counts: Counter[Any]) -> str:
     return ", ".join(f"{n} {value}" for value, n in counts.most_common())
-
-
-class BigUpstream:
-    """An upstream answering every chat completion with `size` bytes in pieces (chunked,
-    `application/json`, no Content-Length), except prompts saying "small" (a short reply)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.sent = 0
-        """Body bytes of the last big answer written before the client closed."""
-        self.finished = False
-        self.port = 0
-        self._server: asyncio.Server | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            _, headers = _head(b"HTTP/1.1 0 request\r\n" + head.split(b"\r\n", 1)[1])
-            body = await reader.readexactly(int(headers.get("content-length", "0")))
-            if b"small" in body:
-                reply = orjson.dumps(_completion("small"))
-                writer.write(
-                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-                    b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(reply), reply)
-                )
-                await writer.drain()
-                return
-            await self._big(writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-
-    async def _big(self, writer: asyncio.StreamWriter) -> None:
-        self.sent, self.finished = 0, False
-        writer.write(
-            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-            b"transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
-        )
-        opening = b'{"id":"big","object":"chat.completion","choices":[{"index":0,"message":'
-        opening += b'{"role":"assistant","content":"'
-        closing = b'"},"finish_reason":"stop"}]}'
-        filler = b"x" * BIG_PIECE
-        for piece in self._pieces(opening, filler, closing):
-            writer.write(b"%x\r\n" % len(piece) + piece + b"\r\n")
-            await writer.drain()
-            self.sent += len(piece)
-        writer.write(b"0\r\n\r\n")
-        await writer.drain()
-        self.finished = True
-
-    def _pieces(self, opening: bytes, filler: bytes, closing: bytes) -> list[bytes]:
-        middle = self.size - len(opening) - len(closing)
-        count, rest = divmod(middle, len(filler))
-        return [opening, *([filler] * count), filler[:rest], closing]
-
-
-def _completion(text: str) -> dict[str, Any]:
-    message = {"role": "assistant", "content": text}
-    return {
-        "id": "small",
-        "object": "chat.completion",
-        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-    }
-
-
-def _blocking_put(text: str) -> dict[str, Any]:
-    data = {"model": "m", "messages": [{"role": "user", "content": text}]}
-    return {
-        "queue": QUEUE,
-        "endpoint": CHAT,
-        "level": 0,
-        "data": data,
-        "response_mode": "blocking",
-        "timeout": 600,
-    }
-
-
-async def _big_answer(redis_url: str, stack: Stack, size: Size) -> Figures:
-    figures = Figures()
-    upstream = BigUpstream(size.big_bytes)
-    await upstream.start()
-    stack.upstream_url = upstream.url
-    try:
-        await asyncio.to_thread(stack.start, redis_url)
-        worker = stack.processes[0].pid
-        async with httpx.AsyncClient(timeout=size.limit_s) as client:
-            put = f"{stack.api_url}{PUT}"
-            warm = await client.post(put, json=_blocking_put("small"))
-            if warm.status_code != 200:
-                raise RuntimeError(f"the warm-up put answered {warm.status_code}: {warm.text}")
-            await asyncio.sleep(1.0)
-            figures.before = status_kib(worker)[0]
-            started = time.monotonic()
-            async with Sampler(worker, 0.05).running() as sampler:
-                answer = await client.post(put, json=_blocking_put("big"))
-            figures.seconds = time.monotonic() - started
-        figures.peak = sampler.peak
-        figures.hwm = status_kib(worker)[1]
-        await asyncio.sleep(SETTLE_S)
-        figures.after = status_kib(worker)[0]
-        figures.outcome = _big_outcome(answer, upstream)
-    finally:
-        await asyncio.to_thread(stack.stop)
-        await upstream.stop()
-    return figures
-
-
-def _big_outcome(answer: httpx.Response, upstream: BigUpstream) -> str:
-    try:
-        error = answer.json().get("error") or {}
-    except ValueError:
-        error = {}
-    kind = f" {error.get('type')}" if isinstance(error, dict) and error.get("type") else ""
-    sent = f"{upstream.sent / 2**20:,.0f} MiB"
-    whole = "all of it" if upstream.finished else "then the worker closed"
-    return f"answered {answer.status_code}{kind}; upstream sent {sent} ({whole})"
