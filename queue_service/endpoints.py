@@ -1,4 +1,5 @@
 """The endpoints the service serves: the API accepts jobs for these, workers adapt each one.
+The OpenAI-style ones also have drop-in routes of the same path on the API.
 
 Kept apart from both so the API never imports the workers; `workers/adapters` has exactly one
 adapter per endpoint here (a test holds them together).
@@ -6,7 +7,7 @@ adapter per endpoint here (a test holds them together).
 
 from __future__ import annotations
 
-SERVED_ENDPOINTS = frozenset(
+OPENAI_STYLE_ENDPOINTS = frozenset(
     {
         "/v1/chat/completions",
         "/v1/messages",
@@ -23,6 +24,36 @@ SERVED_ENDPOINTS = frozenset(
         "/v1/images/variations",
     }
 )
+
+MIDJOURNEY, SUNO = "midjourney", "suno"
+TASK_API_ENDPOINTS = {
+    **{
+        path: MIDJOURNEY
+        for path in (
+            "/mj/submit/imagine",
+            "/mj/submit/blend",
+            "/mj/submit/describe",
+            "/mj/submit/action",
+            "/mj/submit/modal",
+            "/mj/submit/shorten",
+            "/mj/submit/upload-discord-images",
+            "/mj/insight-face/swap",
+        )
+    },
+    **{
+        path: SUNO
+        for path in (
+            "/suno/submit/music",
+            "/suno/submit/lyrics",
+            "/suno/submit/concat",
+            "/suno/uploads/audio-url",
+        )
+    },
+}
+"""Endpoints of upstream task APIs (Midjourney-proxy, Suno-API) -> which API: the submit
+answers with the upstream's own task id, and workers follow that task until it ends."""
+
+SERVED_ENDPOINTS = OPENAI_STYLE_ENDPOINTS.union(TASK_API_ENDPOINTS)
 
 MB = 1024 * 1024
 FILE_ENDPOINTS = {

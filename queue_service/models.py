@@ -92,6 +92,12 @@ class TaskView(TypedDict):
     result: Any
     callback: NotRequired[CallbackView]
     """Callback jobs only."""
+    upstream_task_id: NotRequired[str]
+    """Jobs on task APIs (Midjourney, Suno), once submitted: the upstream's task id ..."""
+    progress: NotRequired[str | None]
+    """... its progress as the upstream words it ("45%") ..."""
+    upstream_task: NotRequired[Any]
+    """... and the upstream task object as last read."""
 
 
 def _check_http_url(url: str) -> str:

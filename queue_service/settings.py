@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(default=30.0, ge=0)
     visibility_timeout: float = Field(default=30.0, gt=0)
     max_deliveries: int = Field(default=5, ge=1)
+    task_poll_interval: float = Field(default=2.0, gt=0)
+    task_poll_max_interval: float = Field(default=30.0, gt=0)
+    task_poll_batch: int = Field(default=100, ge=1, le=1000)
 
     callback_allowed_networks: str | None = None
     callback_secret: str | None = None

@@ -3,33 +3,38 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import time
 import traceback
-from dataclasses import replace
 from typing import Any
 
 import orjson
 
-from queue_service.credentials import CredentialBox
-from queue_service.endpoints import FILE_ENDPOINTS
+from queue_service.endpoints import FILE_ENDPOINTS, TASK_API_ENDPOINTS
 from queue_service.models import TERMINAL_STATUSES, ResponseMode, Status, file_ref
 from queue_service.store import STORE_ERRORS, Outcome, Store, StreamEntry, TaskRecord
 from queue_service.timing import now_ms
 
-from .adapters import ADAPTERS
+from .adapters import ADAPTERS, TASK_APIS
 from .adapters.multipart import UploadPart
-from .callbacks import CallbackSender
 from .consumer import Job
+from .follower import TaskFollower
 from .limiter import Limiter
-from .routing import RoutingTable, UpstreamRoute
+from .outcomes import OutcomeRecorder, worker_deadline
+from .routing import JobRoutes, UpstreamRoute
 from .upstream_call import UpstreamCaller
 
 log = logging.getLogger("workers.executor")
 
-WAITER_DEADLINE_GRACE = 2.0
-"""A blocking or streaming job's deadline belongs to its waiting client, which cancels the job
-when it passes; the worker's own cut comes this much later, as a backstop."""
+
+class Handled(enum.Enum):
+    """A job that needs no outcome stored by its run."""
+
+    SKIPPED = "skipped"
+    """Gone, finished or cancelled before it started: its entry is only acknowledged."""
+    FOLLOWED = "followed"
+    """Submitted to a task API: its upstream task is followed now (entry acknowledged)."""
 
 
 class JobExecutor:
@@ -37,23 +42,22 @@ class JobExecutor:
         self,
         store: Store,
         caller: UpstreamCaller,
-        routing: RoutingTable,
+        routes: JobRoutes,
         limiter: Limiter,
-        callbacks: CallbackSender,
+        outcomes: OutcomeRecorder,
+        follower: TaskFollower,
         worker_name: str,
         max_deliveries: int,
-        credentials: CredentialBox | None = None,
     ) -> None:
-        self.credentials = credentials
         self.tasks = store.tasks
         self.files = store.files
         self.max_deliveries = max_deliveries
         self.caller = caller
-        self.routing = routing
+        self.routes = routes
         self.limiter = limiter
-        self.callbacks = callbacks
+        self.outcomes = outcomes
+        self.follower = follower
         self.worker_name = worker_name
-        self._finishing: set[asyncio.Future[None]] = set()
 
     async def run(self, job: Job) -> None:
         """Run one stream entry to its end; acknowledge it only once its outcome is stored."""
@@ -71,10 +75,10 @@ class JobExecutor:
         except Exception as exc:
             await self._crashed(entry, exc)
             return
-        if ran is None:  # gone, finished or cancelled before it started
+        if ran is Handled.SKIPPED:
             await self.tasks.ack(entry.queue, entry.level, entry.entry_id)
-        else:
-            await self._finish(entry, *ran)
+        elif ran is not Handled.FOLLOWED:
+            await self.outcomes.finish(entry.entry_id, *ran)
 
     async def _cancelled(self, job: Job) -> None:
         """Stopped mid-job: by its client (ack it) or by shutdown (hand it back at once)."""
@@ -88,7 +92,7 @@ class JobExecutor:
             # Its client may have part of the answer already: a rerun would repeat it.
             message = "the worker shut down in the middle of the stream"
             outcome = Outcome.error(Status.FAILED, 503, message, "worker_shutdown")
-            await self._finish(entry, record, outcome)
+            await self.outcomes.finish(entry.entry_id, record, outcome)
             return
         if await self.tasks.requeue(entry.queue, entry.level, entry.task_id, entry.entry_id):
             log.info("task %s handed back to the queue (worker shutting down)", entry.task_id)
@@ -105,7 +109,8 @@ class JobExecutor:
             await self.tasks.ack(entry.queue, entry.level, entry.entry_id)
             return
         message = f"internal error while running the job ({kind}); the worker log has details"
-        await self._finish(entry, record, Outcome.error(Status.FAILED, 500, message, "internal"))
+        outcome = Outcome.error(Status.FAILED, 500, message, "internal")
+        await self.outcomes.finish(entry.entry_id, record, outcome)
 
     async def _give_up(self, entry: StreamEntry) -> None:
         """A job whose workers keep dying: end it instead of looping forever."""
@@ -115,16 +120,16 @@ class JobExecutor:
             return
         lost = entry.deliveries - 1
         outcome = Outcome.error(Status.FAILED, 500, f"worker lost {lost} times", "worker_lost")
-        await self._finish(entry, record, outcome)
+        await self.outcomes.finish(entry.entry_id, record, outcome)
 
-    async def _run(self, entry: StreamEntry) -> tuple[TaskRecord, Outcome] | None:
-        if not self.routing.has_limits:
+    async def _run(self, entry: StreamEntry) -> tuple[TaskRecord, Outcome] | Handled:
+        if not self.routes.table.has_limits:
             return await self._start_and_call(entry)
         known = await self.tasks.load(entry.queue, entry.task_id)
         if known is None or known.status in TERMINAL_STATUSES:
-            return None
+            return Handled.SKIPPED
         data: dict[str, Any] = orjson.loads(known.data)
-        route = self._route(known, data)
+        route = self.routes.route(known, data)
         lease = f"{self.worker_name}:{entry.task_id}"
         async with self.limiter.hold(route.limits, lease, entry.level, known.created_at):
             return await self._start_and_call(entry, route, data)
@@ -134,11 +139,11 @@ class JobExecutor:
         entry: StreamEntry,
         route: UpstreamRoute | None = None,
         data: dict[str, Any] | None = None,
-    ) -> tuple[TaskRecord, Outcome] | None:
+    ) -> tuple[TaskRecord, Outcome] | Handled:
         """Claim the task and call its upstream (`route` and `data`: when already known)."""
         record = await self.tasks.start(entry.queue, entry.task_id, self.worker_name)
         if record is None or record.status in TERMINAL_STATUSES:
-            return None
+            return Handled.SKIPPED
         if record.status is Status.QUEUED or record.deadline <= now_ms():  # start.lua left it
             outcome = Outcome.error(Status.TIMEOUT, 408, "deadline passed before start", "timeout")
             return record, outcome
@@ -149,10 +154,14 @@ class JobExecutor:
             entry.level,
             ((record.started_at or record.created_at) - record.created_at) / 1000,
         )
-        return record, await self._call(record, route, data)
-
-    def _route(self, record: TaskRecord, data: dict[str, Any]) -> UpstreamRoute:
-        return self.routing.resolve(record.endpoint, record.queue, data.get("model"))
+        outcome = await self._call(record, route, data)
+        if record.endpoint in TASK_API_ENDPOINTS and outcome.status is Status.SUCCEEDED:
+            api = TASK_APIS[TASK_API_ENDPOINTS[record.endpoint]]
+            upstream_task_id = api.task_id(outcome.body)
+            if upstream_task_id is not None:
+                await self.follower.hand_over(record, entry.entry_id, upstream_task_id)
+                return Handled.FOLLOWED
+        return record, outcome
 
     async def _call(
         self, record: TaskRecord, route: UpstreamRoute | None, data: dict[str, Any] | None
@@ -164,18 +173,19 @@ class JobExecutor:
             return Outcome.error(Status.FAILED, 400, message, "invalid_request")
         if data is None:
             data = orjson.loads(record.data)
-        route = await self._with_callers_key(record, route or self._route(record, data))
+        route = await self.routes.with_callers_key(record, route or self.routes.route(record, data))
         if record.endpoint in FILE_ENDPOINTS:
             missing = await self._read_files(record, data)
             if missing is not None:
                 message = f"the job's file {missing} is gone (it expired, or was deleted)"
                 return Outcome.error(Status.FAILED, 400, message, "invalid_request")
         relay = record.mode is ResponseMode.STREAMING
+        if record.endpoint in TASK_API_ENDPOINTS:  # its stream: the task's progress (follower.py)
+            data.pop("stream", None)
+            relay = False
         if relay:
             data["stream"] = True
-        remaining = record.deadline / 1000 - time.time()
-        if record.mode is not ResponseMode.CALLBACK:
-            remaining += WAITER_DEADLINE_GRACE
+        remaining = worker_deadline(record) - time.time()
         try:
             async with asyncio.timeout(remaining):
                 return await self.caller.call(record, adapter, route, data, relay)
@@ -200,43 +210,3 @@ class JobExecutor:
                 parts.append(UploadPart(found.filename, found.content_type, content))
             data[name] = parts if isinstance(value, list) else parts[0]
         return None
-
-    async def _with_callers_key(self, record: TaskRecord, route: UpstreamRoute) -> UpstreamRoute:
-        """With passthrough auth, the route's upstream takes the caller's own key."""
-        if self.credentials is None:
-            return route
-        sealed = await self.tasks.sealed_upstream_key(record.queue, record.task_id)
-        key = self.credentials.open(sealed) if sealed else None
-        return replace(route, upstream=replace(route.upstream, api_key=key))
-
-    async def _finish(self, entry: StreamEntry, record: TaskRecord, outcome: Outcome) -> None:
-        # Shielded: once an outcome exists, a shutdown must not cut its storing or its
-        # callback in half (the receiver would get it while we record it as undelivered).
-        # Shutdown waits for these (`settle`), bounded by QUEUE_CALLBACK_REQUEST_TIMEOUT.
-        task = asyncio.ensure_future(self._record_and_call_back(entry, record, outcome))
-        self._finishing.add(task)
-        task.add_done_callback(self._finishing.discard)
-        await asyncio.shield(task)
-
-    async def settle(self) -> None:
-        """Wait for outcomes still being stored or called back."""
-        await asyncio.gather(*self._finishing, return_exceptions=True)
-
-    async def _record_and_call_back(
-        self, entry: StreamEntry, record: TaskRecord, outcome: Outcome
-    ) -> None:
-        won = await self.tasks.finish(record, entry.entry_id, outcome)
-        elapsed = (now_ms() - record.created_at) / 1000
-        log.info(
-            "task %s %s (queue %s, level %d, status code %d) %.3fs after its put",
-            entry.task_id,
-            outcome.status.value
-            if won
-            else f"{outcome.status.value}, not recorded (finished before)",
-            entry.queue,
-            entry.level,
-            outcome.status_code,
-            elapsed,
-        )
-        if won and record.mode is ResponseMode.CALLBACK and record.callback_url:
-            await self.callbacks.deliver(record, outcome, attempt=1)

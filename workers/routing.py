@@ -22,8 +22,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
+from queue_service.credentials import CredentialBox
+from queue_service.store import TaskRecord
+from queue_service.store.tasks import Tasks
 from queue_service.upstreams import QueueEntry, RoutingError, UpstreamEntry, load_routing_file
 
 from .adapters import Upstream
@@ -97,6 +101,30 @@ class RoutingTable:
         if entry is not None and entry.max_concurrency:
             limits.append(Limit(f"upstream:{entry.name}", entry.max_concurrency))
         return tuple(limits)
+
+
+class JobRoutes:
+    """The route of a task's job: the routing table's, with the caller's own key on its
+    upstream under passthrough auth (`credentials` set)."""
+
+    def __init__(
+        self, table: RoutingTable, tasks: Tasks, credentials: CredentialBox | None
+    ) -> None:
+        self.table = table
+        self.tasks = tasks
+        self.credentials = credentials
+
+    def route(self, record: TaskRecord, data: dict[str, Any]) -> UpstreamRoute:
+        """Its route, as far as the routing table says (no caller's key yet)."""
+        return self.table.resolve(record.endpoint, record.queue, data.get("model"))
+
+    async def with_callers_key(self, record: TaskRecord, route: UpstreamRoute) -> UpstreamRoute:
+        """With passthrough auth, the route's upstream takes the caller's own key."""
+        if self.credentials is None:
+            return route
+        sealed = await self.tasks.sealed_upstream_key(record.queue, record.task_id)
+        key = self.credentials.open(sealed) if sealed else None
+        return replace(route, upstream=replace(route.upstream, api_key=key))
 
 
 def _api_key(entry: UpstreamEntry) -> str | None:

@@ -21,8 +21,10 @@ from .adapters import Upstream
 from .callbacks import CallbackSender
 from .consumer import StreamConsumer
 from .executor import JobExecutor
+from .follower import TaskFollower, TaskFollowPolicy
 from .limiter import Limiter
-from .routing import RoutingTable
+from .outcomes import OutcomeRecorder
+from .routing import JobRoutes, RoutingTable
 from .upstream_call import RetryPolicy, SizeLimits, UpstreamCaller
 
 log = logging.getLogger("workers.runtime")
@@ -64,6 +66,27 @@ class WorkerRuntime:
             settings.upstream_retry_backoff,
             settings.upstream_retry_backoff_max,
         )
+        routes = JobRoutes(
+            self.routing,
+            store.tasks,
+            CredentialBox(settings.secret_key)
+            if settings.upstream_auth == "passthrough" and settings.secret_key
+            else None,
+        )
+        self.outcomes = OutcomeRecorder(store.tasks, self.callbacks)
+        self.follower = TaskFollower(
+            store,
+            self.upstream_http,
+            routes,
+            self.limiter,
+            self.outcomes,
+            self.name,
+            TaskFollowPolicy(
+                settings.task_poll_interval,
+                settings.task_poll_max_interval,
+                settings.task_poll_batch,
+            ),
+        )
         self.executor = JobExecutor(
             store,
             UpstreamCaller(
@@ -76,14 +99,12 @@ class WorkerRuntime:
                     settings.max_result_bytes,
                 ),
             ),
-            self.routing,
+            routes,
             self.limiter,
-            self.callbacks,
+            self.outcomes,
+            self.follower,
             self.name,
             settings.max_deliveries,
-            CredentialBox(settings.secret_key)
-            if settings.upstream_auth == "passthrough" and settings.secret_key
-            else None,
         )
         self.reader = store.stream_reader(self.name, settings.visibility_timeout)
         self.consumer = StreamConsumer(
@@ -107,6 +128,7 @@ class WorkerRuntime:
             asyncio.create_task(self._listen(), name="announcement listener"),
             asyncio.create_task(self._keep_alive(), name="in-flight keep-alive"),
             asyncio.create_task(self._heartbeat(), name="heartbeat"),
+            asyncio.create_task(self.follower.run(), name="upstream task follower"),
         ]
         log.info(
             "worker %s consuming with %d slots (%d reserved for online)",
@@ -127,7 +149,7 @@ class WorkerRuntime:
         with contextlib.suppress(Exception):  # else another worker takes them over later
             await self.consumer.hand_back()
         await self.consumer.drain(grace)
-        await self.executor.settle()
+        await self.outcomes.settle()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

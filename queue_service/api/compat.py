@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from queue_service.endpoints import FILE_ENDPOINTS, SERVED_ENDPOINTS, UNQUEUEABLE
+from queue_service.endpoints import FILE_ENDPOINTS, OPENAI_STYLE_ENDPOINTS, UNQUEUEABLE
 from queue_service.errors import BadRequest
 from queue_service.models import PutRequest, ResponseMode
 
@@ -118,7 +118,7 @@ async def unqueueable(request: Request) -> Response:
 
 
 ROUTES = [
-    *(Route(endpoint, model_call, methods=["POST"]) for endpoint in sorted(SERVED_ENDPOINTS)),
+    *(Route(endpoint, model_call, methods=["POST"]) for endpoint in sorted(OPENAI_STYLE_ENDPOINTS)),
     *(Route(endpoint, unqueueable, methods=["GET", "POST"]) for endpoint in UNQUEUEABLE),
     Route("/v1/models", list_models, methods=["GET"]),
 ]

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from queue_service.endpoints import OPENAI_STYLE_ENDPOINTS
 from queue_service.models import PutRequest, TaskView
 
 from .openapi_compat import compat_paths
@@ -127,7 +128,7 @@ IDEMPOTENCY_KEY = {
 
 def openapi_document(endpoints: frozenset[str], max_timeout: int) -> dict[str, Any]:
     document = _queue_document(endpoints, max_timeout)
-    document["paths"] |= compat_paths(endpoints)
+    document["paths"] |= compat_paths(endpoints & OPENAI_STYLE_ENDPOINTS)
     return document
 
 

@@ -4,6 +4,7 @@
 
 - `queues`     the queue registry (ids, level streams and their group, tenants, pause)
 - `tasks`      the task lifecycle: prepare/submit, start, finish, cancel, requeue
+- `following`  tasks followed upstream (Midjourney, Suno): handed over, claimed, updated
 - `callbacks`  the callback ledger: callbacks due, dead letters
 - `instance`   this process's instance number (a lease) for task ids
 - `heartbeats` live workers
@@ -29,6 +30,7 @@ from .announcements import Announcement, Announcements, Topic
 from .batches import Batches
 from .buckets import TokenBuckets
 from .files import FileRecord, Files
+from .following import Following
 from .heartbeats import Heartbeats
 from .hub import PubSubHub
 from .ids import TaskId, TaskIdFactory
@@ -72,6 +74,7 @@ class Store:
         self.instance = InstanceLease(keys, lua, self.ids)
         self.queues = QueueRegistry(redis, keys, lua, max_queues)
         self.tasks = Tasks(redis, keys, lua, self.queues, self.ids, retention_s, max_waiting)
+        self.following = Following(redis, keys, lua)
         self.heartbeats = Heartbeats(redis, keys, heartbeat_interval)
         self.statistics = Statistics(redis, keys, self.queues, self.heartbeats)
         self.callbacks = CallbackLedger(redis, keys, lua, self.statistics)

@@ -158,6 +158,16 @@ class Keys:
         """Sorted set: task id -> when its callback must have been settled (ms)."""
         return f"{self.prefix}:{{{queue}}}:callbacks-due"
 
+    def followed(self, queue: str) -> str:
+        """Sorted set: ids of tasks followed upstream (Midjourney, Suno) -> next look (ms)."""
+        return f"{self.prefix}:{{{queue}}}:followed"
+
+    @property
+    def followed_queues(self) -> str:
+        """Set: names of the queues whose tasks have been followed upstream (where followers
+        look; a queue leaves it when it is removed)."""
+        return f"{self.prefix}:followed-queues"
+
     @property
     def dead_letters(self) -> str:
         """Sorted set: `queue/task id` of callbacks given up on -> when (ms)."""

@@ -116,6 +116,8 @@ class QueueRegistry:
             tenants=keys.queue_tenants(name),
             callbacks_due=keys.callbacks_due(name),
             paused=keys.paused,
+            followed=keys.followed(name),
+            followed_queues=keys.followed_queues,
             name=name,
             now_ms=now_ms(),
             idle_ms=int(idle_s * 1000),

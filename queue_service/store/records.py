@@ -3,7 +3,8 @@
 This module owns the task hash's layout: `to_hash`, `outcome_fields` and `callback_fields`
 write it, `from_hash` reads it. The Lua scripts touch a few fields by name (`status`,
 `entry`, `deadline`, `attempts`, `started_at`, `worker`, `finished_at`, `result`,
-`status_code`, `content_type`, `upstream_key`); their headers say which.
+`status_code`, `content_type`, `upstream_key`); their headers say which. A task followed
+upstream (see following.py) also carries its upstream task's id, latest object and progress.
 """
 
 from __future__ import annotations
@@ -101,6 +102,13 @@ class TaskRecord:
     callback_status: CallbackState = CallbackState.PENDING
     callback_attempts: int = 0
     callback_last_error: str = ""
+    upstream_task_id: str = ""
+    """The upstream's own id of the task running the job (Midjourney, Suno), once submitted."""
+    upstream_task: bytes = b""
+    """The upstream task object as last read (JSON)."""
+    progress: str = ""
+    progress_at: int | None = None
+    """When the upstream task object last changed (ms)."""
 
     def to_hash(self) -> Fields:
         """The hash of a new record (the stream entry id is added by `put.lua`)."""
@@ -157,6 +165,10 @@ class TaskRecord:
             callback_status=CallbackState(_text(raw, "callback_status") or CallbackState.PENDING),
             callback_attempts=_int(raw, "callback_attempts") or 0,
             callback_last_error=_text(raw, "callback_last_error"),
+            upstream_task_id=_text(raw, "upstream_task_id"),
+            upstream_task=raw.get(b"upstream_task", b""),
+            progress=_text(raw, "progress"),
+            progress_at=_int(raw, "progress_at"),
         )
 
     def public_view(self) -> TaskView:
@@ -176,6 +188,10 @@ class TaskRecord:
             status_code=self.outcome.status_code if self.outcome else None,
             result=self.outcome.body_value() if self.outcome else None,
         )
+        if self.upstream_task_id:
+            view["upstream_task_id"] = self.upstream_task_id
+            view["progress"] = self.progress or None
+            view["upstream_task"] = orjson.loads(self.upstream_task) if self.upstream_task else None
         if self.mode is ResponseMode.CALLBACK and self.callback_url:
             view["callback"] = CallbackView(
                 url=self.callback_url,

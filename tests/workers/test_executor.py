@@ -41,7 +41,7 @@ async def worker_runtime(settings: Settings, redis_url: str) -> AsyncIterator[Wo
     try:
         yield runtime
     finally:
-        await runtime.executor.settle()
+        await runtime.outcomes.settle()
         await runtime.upstream_http.aclose()
         await runtime.callback_http.aclose()
         await runtime.reader.aclose()

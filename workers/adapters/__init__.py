@@ -9,24 +9,24 @@ from .json_endpoints import EMBEDDINGS, IMAGES, MODERATIONS, REALTIME_SESSIONS, 
 from .multipart import IMAGE_EDITS, IMAGE_VARIATIONS, TRANSCRIPTIONS, TRANSLATIONS
 from .openai_chat import ChatCompletionsAdapter
 from .openai_completions import CompletionsAdapter
+from .task_apis import SUBMIT_ADAPTERS, TASK_APIS, TaskApi
 
-ADAPTERS: dict[str, Adapter] = {
-    adapter.endpoint: adapter
-    for adapter in (
-        ChatCompletionsAdapter(),
-        MessagesAdapter(),
-        CompletionsAdapter(),
-        EMBEDDINGS,
-        RERANK,
-        MODERATIONS,
-        IMAGES,
-        SpeechAdapter(),
-        REALTIME_SESSIONS,
-        TRANSCRIPTIONS,
-        TRANSLATIONS,
-        IMAGE_EDITS,
-        IMAGE_VARIATIONS,
-    )
-}
+_ALL: tuple[Adapter, ...] = (
+    ChatCompletionsAdapter(),
+    MessagesAdapter(),
+    CompletionsAdapter(),
+    EMBEDDINGS,
+    RERANK,
+    MODERATIONS,
+    IMAGES,
+    SpeechAdapter(),
+    REALTIME_SESSIONS,
+    TRANSCRIPTIONS,
+    TRANSLATIONS,
+    IMAGE_EDITS,
+    IMAGE_VARIATIONS,
+    *SUBMIT_ADAPTERS,
+)
+ADAPTERS: dict[str, Adapter] = {adapter.endpoint: adapter for adapter in _ALL}
 
-__all__ = ["ADAPTERS", "Adapter", "Upstream", "UpstreamReply"]
+__all__ = ["ADAPTERS", "TASK_APIS", "Adapter", "TaskApi", "Upstream", "UpstreamReply"]

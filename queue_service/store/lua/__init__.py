@@ -47,6 +47,8 @@ class LuaScripts:
         self._remove_queue = load("remove_queue")
         self._batch_status = load("batch_status")
         self._ensure_groups = load("ensure_groups")
+        self._follow = load("follow")
+        self._claim_followed = load("claim_followed")
 
     async def put(
         self,
@@ -104,6 +106,7 @@ class LuaScripts:
         stream: str,
         callbacks_due: str,
         stats: str,
+        followed: str,
         entry: str,
         group: str,
         retention_ms: int,
@@ -117,7 +120,8 @@ class LuaScripts:
         """Store the outcome unless one is stored already; ack the entry either way."""
         args: list[Any] = [entry, group, retention_ms, channel, event, callback_due_ms, task_id]
         args += [len(outcome), *_flatten(outcome), *_flatten(statistics)]
-        return bool(await self._finish(keys=[task, stream, callbacks_due, stats], args=args))
+        keys = [task, stream, callbacks_due, stats, followed]
+        return bool(await self._finish(keys=keys, args=args))
 
     async def stop(
         self,
@@ -125,6 +129,7 @@ class LuaScripts:
         task: str,
         stream: str,
         stats: str,
+        followed: str,
         now_ms: int,
         retention_ms: int,
         channel: str,
@@ -151,7 +156,7 @@ class LuaScripts:
             statistic,
             callback_state,
         ]
-        previous: bytes | None = await self._stop(keys=[task, stream, stats], args=args)
+        previous: bytes | None = await self._stop(keys=[task, stream, stats, followed], args=args)
         return previous.decode() if previous else None
 
     async def requeue(
@@ -196,6 +201,8 @@ class LuaScripts:
         tenants: str,
         callbacks_due: str,
         paused: str,
+        followed: str,
+        followed_queues: str,
         name: str,
         now_ms: int,
         idle_ms: int,
@@ -203,6 +210,7 @@ class LuaScripts:
     ) -> bool:
         """Remove a queue idle for `idle_ms` (nothing waiting, running or owed); else False."""
         keys = [ids, names, meta, *streams, stats, tenants, callbacks_due, paused]
+        keys += [followed, followed_queues]
         args: list[Any] = [name, now_ms, idle_ms, announce_channel]
         return bool(await self._remove_queue(keys=keys, args=args))
 
@@ -241,3 +249,31 @@ class LuaScripts:
     async def ensure_groups(self, *, meta: str, streams: tuple[str, str], group: str) -> bool:
         """Create a registered queue's missing streams and group; False: not registered."""
         return bool(await self._ensure_groups(keys=[meta, *streams], args=[group]))
+
+    async def follow(
+        self,
+        *,
+        task: str,
+        stream: str,
+        followed: str,
+        task_id: str,
+        next_look_ms: int,
+        entry: str,
+        group: str,
+        channel: str,
+        event: bytes,
+        fields: Fields,
+    ) -> bool:
+        """Record a followed task's upstream state and next look (acking `entry` if given);
+        False when the task has ended."""
+        args: list[Any] = [task_id, next_look_ms, entry, group, channel, event, *_flatten(fields)]
+        return bool(await self._follow(keys=[task, stream, followed], args=args))
+
+    async def claim_followed(
+        self, *, followed: str, now_ms: int, lease_ms: int, most: int
+    ) -> list[str]:
+        """The ids of followed tasks due by now, each leased for `lease_ms`."""
+        claimed: list[bytes] = await self._claim_followed(
+            keys=[followed], args=[now_ms, lease_ms, most]
+        )
+        return [task_id.decode() for task_id in claimed]

@@ -3,7 +3,8 @@
 -- concurrent put: a put after this sees no meta and registers the queue anew (STALE).
 -- KEYS[1] name->id hash, KEYS[2] id->name hash, KEYS[3] queue meta, KEYS[4] level 0
 -- stream, KEYS[5] level 1 stream, KEYS[6] queue stats, KEYS[7] queue's tenants,
--- KEYS[8] callbacks-due set, KEYS[9] paused set
+-- KEYS[8] callbacks-due set, KEYS[9] paused set, KEYS[10] followed set, KEYS[11] set of the
+-- queues with followed tasks
 -- ARGV[1] queue name, ARGV[2] now (ms), ARGV[3] idle time (ms), ARGV[4] channel announcing
 -- queue changes to workers
 -- Returns 1 when removed, 0 when the queue is in use, paused (an operator's choice to keep),
@@ -21,7 +22,7 @@ for i = 4, 5 do
     return 0
   end
 end
-if redis.call('ZCARD', KEYS[8]) > 0 then
+if redis.call('ZCARD', KEYS[8]) > 0 or redis.call('ZCARD', KEYS[10]) > 0 then
   return 0
 end
 local id = redis.call('HGET', KEYS[1], name)
@@ -30,5 +31,6 @@ if id and redis.call('HGET', KEYS[2], id) == name then
 end
 redis.call('HDEL', KEYS[1], name)
 redis.call('DEL', KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8])
+redis.call('SREM', KEYS[11], name)
 redis.call('PUBLISH', ARGV[4], name)
 return 1
