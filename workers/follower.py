@@ -36,8 +36,6 @@ from .routing import JobRoutes, UpstreamRoute
 
 log = logging.getLogger("workers.follower")
 
-LOOK_EVERY = 0.25
-"""Seconds between a follower's looks for due tasks."""
 READ_TIMEOUT = 15.0
 """Seconds one batch read may take..."""
 CLAIM_LEASE_MS = 30_000
@@ -54,6 +52,12 @@ class TaskFollowPolicy:
     """The longest wait between reads of a task that does not change."""
     batch: int
     """Tasks read in one request."""
+
+    @property
+    def look_every(self) -> float:
+        """Seconds between a follower's looks. A look reads the tasks due before the next
+        one too, so that those due close together share reads (batches fill up)."""
+        return min(self.interval / 2, 1.0)
 
     def next_look(self, now: int, changed_at: int) -> int:
         """When to read a task next (ms): half the time since it last changed, within bounds."""
@@ -117,14 +121,15 @@ class TaskFollower:
                 await self.look()
             except STORE_ERRORS as exc:
                 log.warning("could not look at followed tasks (%s); trying again", exc)
-            await asyncio.sleep(LOOK_EVERY)
+            await asyncio.sleep(self.policy.look_every)
 
     async def look(self) -> None:
         """Read every due followed task once, a batch per request."""
         due: list[_Followed] = []
+        most = self.policy.batch * 10
         for queue in await self.following.queues():
-            most = self.policy.batch * 10
-            for record in await self.following.claim(queue, now_ms(), CLAIM_LEASE_MS, most):
+            due_by = now_ms() + math.ceil(self.policy.look_every * 1000)
+            for record in await self.following.claim(queue, due_by, CLAIM_LEASE_MS, most):
                 followed = await self._due(record)
                 if followed is not None:
                     due.append(followed)

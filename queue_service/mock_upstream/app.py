@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,17 +15,19 @@ from starlette.routing import Route
 from .anthropic import AnthropicDialect
 from .completions import CompletionsDialect
 from .config import MockConfig
-from .controls import parse_controls
+from .controls import invalid_controls_message, parse_controls
 from .dialect import Api, Call, Dialect, OneShotApi
 from .images import IMAGE_FILES, ImagesApi
 from .inbox import CallbackInbox
+from .midjourney import MidjourneyApi
 from .moderations import ModerationsApi
 from .openai import OpenAIDialect
 from .realtime import RealtimeSessionsApi
-from .recording import MockState, RecordedRequest
+from .recording import MockState
 from .reply import build_reply
 from .speech import SpeechApi
 from .streaming import EventStream, Producer, WatchedResponse, hang, json_producer
+from .suno import SunoApi
 from .uploads import upload_routes
 from .vectors import EmbeddingsApi, RerankApi
 
@@ -35,16 +36,6 @@ Endpoint = Callable[[Request], Awaitable[Response | WatchedResponse]]
 
 def _json(data: Any) -> Response:
     return Response(orjson.dumps(data), media_type="application/json")
-
-
-def _describe(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(map(str, error['loc'])) or 'mock'}: {error['msg']}" for error in exc.errors()
-    )
-
-
-def _seconds(value: float) -> str:
-    return str(int(value)) if value.is_integer() else str(value)
 
 
 class _MockUpstream:
@@ -79,34 +70,24 @@ class _MockUpstream:
 
     async def admit(self, request: Request, api: Api) -> Call | Response:
         """Record the request; the error response it gets, or what to answer it from."""
-        received_at = time.time()
-        raw = await request.body()
-        body: Any
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            body = raw.decode(errors="replace")
         response_id = api.new_id()
-        headers = dict(request.headers)
-        self.state.requests.append(
-            RecordedRequest(request.url.path, headers, body, received_at, response_id)
-        )
+        recorded = await self.state.record(request, response_id)
+        body = recorded.body
         api_key = self.config.api_key
-        if api_key is not None and not api.authorized(headers, api_key):
+        if api_key is not None and not api.authorized(recorded.headers, api_key):
             return api.error_response(401, "Invalid API key.")
         if not isinstance(body, dict):
             return api.error_response(400, "The body must be a JSON object.")
         try:
             controls = parse_controls(body.get("mock"))
         except ValidationError as exc:
-            return api.error_response(400, f"Invalid mock controls: {_describe(exc)}")
+            return api.error_response(400, invalid_controls_message(exc))
         problem = api.check(body, controls)
         if problem is not None:
             return api.error_response(400, problem)
         if controls.status is not None and self.state.should_fail(controls):
-            retry = controls.retry_after
-            extra = None if retry is None else {"retry-after": _seconds(retry)}
-            return api.error_response(controls.status, f"Mock error {controls.status}.", extra)
+            headers = controls.failure_headers()
+            return api.error_response(controls.status, f"Mock error {controls.status}.", headers)
         model = body.get("model")
         if not isinstance(model, str):
             model = self.config.model
@@ -171,16 +152,20 @@ async def _healthz(request: Request) -> Response:
 
 def create_mock_app(config: MockConfig | None = None) -> Starlette:
     """A Starlette app imitating OpenAI (chat and legacy completions, embeddings, moderations,
-    image generation, speech), Anthropic `/v1/messages` and Jina `/v1/rerank`.
+    image generation, speech), Anthropic `/v1/messages` and Jina `/v1/rerank`; and the task APIs
+    Midjourney-proxy `/mj/...` and Suno `/suno/...` (tasks in `app.state.mock_mj_tasks` and
+    `app.state.mock_suno_tasks`, see task_lifecycle.py).
 
     `app.state.mock_requests` lists every API request received, `app.state.mock_disconnects`
     the response ids whose client went away before the response was fully sent, and
     `app.state.mock_fail_counts` the `fail_times` counters; `DELETE /_mock/requests` clears all.
     `/_mock/callbacks` is a callback inbox (`app.state.mock_callbacks`); image `url`s point to
-    `/_mock/images/`.
+    `/_mock/images/`, Suno's `audio_url`s to `/_mock/audio/`.
     """
+    config = config or MockConfig()
     state = MockState()
-    upstream = _MockUpstream(config or MockConfig(), state)
+    upstream = _MockUpstream(config, state)
+    midjourney, suno = MidjourneyApi(config, state), SunoApi(config, state)
     inbox = CallbackInbox()
     generative: dict[str, Dialect] = {
         "/v1/chat/completions": OpenAIDialect(),
@@ -207,6 +192,8 @@ def create_mock_app(config: MockConfig | None = None) -> Starlette:
             Route("/healthz", _healthz, methods=["GET"]),
             Route("/v1/models", _models, methods=["GET"]),
             *upload_routes(state),
+            *midjourney.routes(),
+            *suno.routes(),
             IMAGE_FILES,
             inbox.route(),
         ]
@@ -215,4 +202,6 @@ def create_mock_app(config: MockConfig | None = None) -> Starlette:
     app.state.mock_disconnects = state.disconnects
     app.state.mock_fail_counts = state.fail_counts
     app.state.mock_callbacks = inbox.received
+    app.state.mock_mj_tasks = midjourney.tasks
+    app.state.mock_suno_tasks = suno.tasks
     return app

@@ -14,6 +14,11 @@ class MockConfig:
     token_latency: float = 0.0
     """Seconds between streamed tokens (non-stream replies take just as long)."""
     api_key: str | None = None
-    """When set, `Authorization: Bearer <key>` (OpenAI) or `x-api-key: <key>` (Anthropic)."""
+    """When set, `Authorization: Bearer <key>` (OpenAI, Midjourney, Suno) or `x-api-key: <key>`
+    (Anthropic)."""
     model: str = "mock-model"
     """Model name answered when the request names none."""
+    task_duration: float = 2.0
+    """Seconds a Midjourney or Suno task runs, from leaving the upstream's queue to its end."""
+    task_steps: int = 4
+    """Progress steps of such a task: its progress moves in jumps of `100 / task_steps` %."""

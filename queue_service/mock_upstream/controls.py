@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Self
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ToolCallControl(BaseModel):
@@ -29,19 +29,42 @@ class ToolCallControl(BaseModel):
         return value
 
 
-class MockControls(BaseModel):
-    """Everything a request can ask of the mock; all optional, unknown keys rejected."""
+class FailureControls(BaseModel):
+    """The controls every API of the mock takes (the model APIs' `MockControls`, the task APIs'
+    `TaskControls`): an HTTP error answered before anything else is looked at. All optional,
+    unknown keys rejected."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     status: int | None = Field(default=None, ge=400, le=599)
-    """Fail with this HTTP status (in the API's error format) before any event."""
+    """Fail with this HTTP status, in the API's error format."""
     retry_after: float | None = Field(default=None, ge=0)
     """`Retry-After` header sent with `status`."""
     fail_times: int | None = Field(default=None, ge=0)
     """Fail only the first N requests with the same `key`, then answer normally."""
     key: str = ""
     """Counter name for `fail_times`."""
+
+    @model_validator(mode="after")
+    def _failure_consistent(self) -> Self:
+        # Pydantic runs it before the subclasses' own checks: its message wins over theirs.
+        if self.status is None and (self.retry_after is not None or self.fail_times is not None):
+            raise ValueError("retry_after and fail_times only make sense with status")
+        return self
+
+    def failure_headers(self) -> dict[str, str] | None:
+        """The extra headers of the `status` error: `Retry-After` when asked for."""
+        retry = self.retry_after
+        if retry is None:
+            return None
+        # Whole seconds without a decimal point ("2", not "2.0"), as servers send them.
+        return {"retry-after": str(int(retry)) if retry.is_integer() else str(retry)}
+
+
+class MockControls(FailureControls):
+    """Everything a request to a model API can ask of the mock; all optional, unknown keys
+    rejected."""
+
     ttft: float | None = Field(default=None, ge=0)
     token_latency: float | None = Field(default=None, ge=0)
     reply: str | None = None
@@ -59,15 +82,22 @@ class MockControls(BaseModel):
     tool_call: ToolCallControl | None = None
 
     @model_validator(mode="after")
-    def _consistent(self) -> Self:
-        if self.status is None and (self.retry_after is not None or self.fail_times is not None):
-            raise ValueError("retry_after and fail_times only make sense with status")
+    def _reply_consistent(self) -> Self:
         if self.reply is not None and self.tokens is not None:
             raise ValueError("give reply or tokens, not both")
         return self
 
 
 NO_CONTROLS = MockControls()
+
+
+def invalid_controls_message(exc: ValidationError) -> str:
+    """The 400 message of every API for a `mock` object that fails validation: one `where: why`
+    per problem (`mock` for the object as a whole)."""
+    problems = "; ".join(
+        f"{'.'.join(map(str, error['loc'])) or 'mock'}: {error['msg']}" for error in exc.errors()
+    )
+    return f"Invalid mock controls: {problems}"
 
 
 def parse_controls(value: Any) -> MockControls:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .controls import MockControls
+import orjson
+from starlette.requests import Request
+
+from .controls import FailureControls
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +33,24 @@ class MockState:
     fail_counts: dict[str, int] = field(default_factory=dict)
     """Failures answered so far per `mock.key`, for `fail_times`."""
 
-    def should_fail(self, controls: MockControls) -> bool:
+    async def record(self, request: Request, response_id: str) -> RecordedRequest:
+        """Read and record a request to a JSON API, which gets (or would get) the response
+        `response_id`; what was recorded. The upload routes record their multipart forms
+        themselves."""
+        received_at = time.time()
+        raw = await request.body()
+        body: Any
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            body = raw.decode(errors="replace")
+        recorded = RecordedRequest(
+            request.url.path, dict(request.headers), body, received_at, response_id
+        )
+        self.requests.append(recorded)
+        return recorded
+
+    def should_fail(self, controls: FailureControls) -> bool:
         """Whether a request carrying `status` gets its error this time."""
         if controls.fail_times is None:
             return True

@@ -67,12 +67,13 @@ class Following:
         )
         return sorted(name.decode() for name in members)
 
-    async def claim(self, queue: str, now_ms: int, lease_ms: int, most: int) -> list[TaskRecord]:
-        """Records of up to `most` of the queue's tasks due for a look, leased to the caller
-        for `lease_ms` (ids whose record is gone leave the set)."""
+    async def claim(self, queue: str, due_by: int, lease_ms: int, most: int) -> list[TaskRecord]:
+        """Records of up to `most` of the queue's tasks due for a look by `due_by` (ms),
+        leased to the caller for `lease_ms` after that (ids whose record is gone leave the
+        set)."""
         followed = self._keys.followed(queue)
         task_ids = await self._lua.claim_followed(
-            followed=followed, now_ms=now_ms, lease_ms=lease_ms, most=most
+            followed=followed, due_by=due_by, lease_ms=lease_ms, most=most
         )
         if not task_ids:
             return []

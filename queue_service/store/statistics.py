@@ -138,7 +138,8 @@ class Statistics:
         return snapshots
 
     async def queue(self, queue: str) -> dict[str, Any]:
-        """A queue's figures: per level, totals by outcome, paused, the workers serving it."""
+        """A queue's figures: per level, totals by outcome, paused, the workers serving it,
+        the jobs whose upstream task is being followed (they hold no entry and no slot)."""
         await self._queues.ensure_groups(queue)
         totals: dict[str, int] = defaultdict(int)
         by_level: dict[str, dict[str, int]] = {"0": defaultdict(int), "1": defaultdict(int)}
@@ -163,6 +164,9 @@ class Statistics:
             "levels": levels,
             "totals": dict(totals),
             "workers": workers,
+            "following_upstream": await cast(
+                Awaitable[int], self._redis.zcard(self._keys.followed(queue))
+            ),
         }
 
 

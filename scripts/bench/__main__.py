@@ -2,9 +2,9 @@
 
     python -m scripts.bench [scenario ...] [--quick]
 
-Scenarios: pickup, blocking, streaming, held, throughput, memory, batch, transcription (all
-when none is named). Each prints a table and writes its section of BENCHMARKS.md with the
-machine and the command.
+Scenarios: pickup, blocking, streaming, held, throughput, memory, batch, transcription,
+task-apis (all when none is named). Each prints a table and writes its section of
+BENCHMARKS.md with the machine and the command.
 Every figure sits next to a baseline from the same run: these machines are shared and
 noisy, so ratios and differences mean more than absolute numbers. `--quick` takes few
 samples, for a smoke run. Run from the repository root.
@@ -31,6 +31,7 @@ from scripts.bench.held import held
 from scripts.bench.lib import MockUpstream, Stack, redis_for_bench, report, summary_ms
 from scripts.bench.memory import memory
 from scripts.bench.streaming import streaming
+from scripts.bench.task_apis import task_apis
 from scripts.bench.throughput import throughput
 from scripts.bench.transcription import transcription
 
@@ -161,6 +162,7 @@ SCENARIOS = {
     "memory": memory,
     "batch": batch,
     "transcription": transcription,
+    "task-apis": task_apis,
 }
 
 

@@ -3,13 +3,13 @@ every accepted job accounted for.
 
     python -m scripts.drills [drill ...] [--quick]
 
-Drills: kill-worker, sigterm-worker, redis-restart, redis-flushall, redis-restart-empty,
-receiver-down, upstream-500, upstream-hang (default: all). Each runs the API, workers and the
-mock upstream as processes of their own on a fresh key prefix, with a callback receiver in this
-process, and checks that every put the API accepted ends with its callback: none lost, no two
-callbacks of one job with different outcomes, duplicates only within the bound the drill
-allows. Prints a table and writes it to DRILLS.md; exits 1 when any guarantee broke. Every
-process started is ended, and every key deleted, however the run ends.
+Drills: kill-worker, sigterm-worker, kill-follower, redis-restart, redis-flushall,
+redis-restart-empty, receiver-down, upstream-500, upstream-hang (default: all). Each runs the API,
+workers and the mock upstream as processes of their own on a fresh key prefix, with a callback
+receiver in this process, and checks that every put the API accepted ends with its callback:
+none lost, no two callbacks of one job with different outcomes, duplicates only within the
+bound the drill allows. Prints a table and writes it to DRILLS.md; exits 1 when any guarantee
+broke. Every process started is ended, and every key deleted, however the run ends.
 """
 
 from __future__ import annotations
@@ -33,13 +33,14 @@ from scripts.drills.outages import receiver_down, redis_restart
 from scripts.drills.procs import Reaper
 from scripts.drills.rig import Options
 from scripts.drills.upstream import upstream_500, upstream_hang
-from scripts.drills.workers import kill_worker, sigterm_worker
+from scripts.drills.workers import kill_follower, kill_worker, sigterm_worker
 
 Drill = Callable[[Options, str], Awaitable[DrillResult]]
 
 DRILLS: dict[str, Drill] = {
     "kill-worker": kill_worker,
     "sigterm-worker": sigterm_worker,
+    "kill-follower": kill_follower,
     "redis-restart": redis_restart,
     "redis-flushall": redis_flushall,
     "redis-restart-empty": redis_restart_empty,

@@ -94,6 +94,19 @@ class Submitter:
             payload["timeout"] = timeout
         return Job(text, payload, expect)
 
+    def midjourney_job(self, mock: dict[str, Any]) -> Job:
+        """A Midjourney imagine job (callback mode, offline), its prompt unique."""
+        self._serial += 1
+        text = f"{self.queue}-{self._serial:05d}-{uuid.uuid4().hex[:8]}"
+        payload: dict[str, Any] = {
+            "queue": self.queue,
+            "endpoint": "/mj/submit/imagine",
+            "level": 1,
+            "data": {"prompt": text, "mock": mock},
+            "callback_url": self.callback_url,
+        }
+        return Job(text, payload, SUCCEEDED)
+
     async def put(self, job: Job) -> None:
         job.sent_at = time.monotonic()
         try:

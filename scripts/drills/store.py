@@ -66,6 +66,10 @@ class Probe:
                 total += 1
         return total
 
+    async def followed(self) -> int:
+        """Jobs whose upstream task (Midjourney, Suno) is being followed, on every worker."""
+        return sum([int(await self.redis.zcard(self.keys.followed(q))) for q in self.queues])
+
     async def awaiting_sweeper(self, task_ids: list[str]) -> dict[str, float]:
         """Of these tasks, those finished whose callback is due for the sweeper: id -> when
         it falls due (epoch seconds)."""

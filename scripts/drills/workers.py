@@ -1,10 +1,14 @@
-"""Drills on workers dying under load: `kill-worker` (SIGKILL) and `sigterm-worker`."""
+"""Drills on workers dying under load: `kill-worker` (SIGKILL), `sigterm-worker` and
+`kill-follower` (SIGKILL while following Midjourney tasks)."""
 
 from __future__ import annotations
 
 import asyncio
 import subprocess
 import time
+from collections import Counter
+
+import httpx
 
 from scripts.drills.check import DrillResult
 from scripts.drills.rig import Options, Rig
@@ -91,6 +95,58 @@ async def sigterm_worker(opts: Options, redis_url: str) -> DrillResult:
         if slowest > grace + 5:
             result.notes.append(f"a worker took {slowest:.1f}s to exit: more than grace + 5s")
         return await rig.finish(result, dup_bound=0)
+
+
+async def kill_follower(opts: Options, redis_url: str) -> DrillResult:
+    """kill -9 the oldest of two workers while they follow Midjourney tasks (each 4-8 s
+    upstream) and start a replacement at once, six times (three with --quick): no job lost,
+    and no submit sent twice except for jobs whose worker died before the upstream's answer
+    was stored."""
+    kills, count, interval = (3, 80, 3.0) if opts.quick else (6, 240, 3.0)
+    slots = 8
+    result = DrillResult("kill-follower")
+    env = {
+        "QUEUE_VISIBILITY_TIMEOUT": "2",
+        "QUEUE_TASK_POLL_INTERVAL": "0.5",
+        "QUEUE_TASK_POLL_MAX_INTERVAL": "2",
+    }
+    async with Rig.open(
+        opts, "kill-follower", redis_url, workers=2, concurrency=slots, env=env
+    ) as rig:
+        jobs = [
+            rig.submitter.midjourney_job({"duration": 4 + n % 5, "steps": 4}) for n in range(count)
+        ]
+        load = asyncio.create_task(rig.submitter.steady(jobs, count / (kills * interval + 2)))
+        held: list[int] = []
+        followed: list[int] = []
+        try:
+            for _ in range(kills):
+                await asyncio.sleep(interval)
+                victim = rig.fleet.oldest_worker()
+                held.append(await rig.probe.in_flight(victim.pid))
+                followed.append(await rig.probe.followed())
+                rig.fleet.kill9(victim)
+                rig.fleet.start_worker()
+            await load
+        finally:
+            load.cancel()
+        finished = await rig.finish(result, dup_bound=sum(held) + kills)
+        async with httpx.AsyncClient() as client:
+            recorded = (await client.get(f"{rig.fleet.upstream_url}/_mock/requests")).json()
+    submits = Counter(r["body"]["prompt"] for r in recorded if r["path"] == "/mj/submit/imagine")
+    twice = sum(n > 1 for n in submits.values())
+    reads = sum(r["path"] == "/mj/task/list-by-condition" for r in recorded)
+    result.notes.append(
+        f"{kills} × kill -9 of the oldest of 2 workers ({slots} slots each) every"
+        f" {interval:.0f}s, each replaced at once; Midjourney jobs of 4-8 s upstream, read"
+        f" every 0.5-2 s; at each kill, jobs being submitted on the victim: {held}, tasks"
+        f" followed (by every worker): {followed}; jobs submitted twice: {twice} (allowed:"
+        f" those mid-submit on a victim, {sum(held)}); {len(submits)} jobs submitted,"
+        f" {reads} read requests"
+    )
+    if twice > sum(held):
+        result.broken.append(f"{twice} jobs submitted twice > {sum(held)} mid-submit at a kill")
+    return finished
 
 
 def _sigterm_job_seconds(index: int, grace: float) -> float:

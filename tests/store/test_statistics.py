@@ -164,6 +164,7 @@ async def test_queue_puts_the_figures_together(store: Store, reader: StreamReade
             "1": {"waiting": 1, "in_flight": 0, "totals": {"put": 1}},
         },
         "totals": {"put": 3, "succeeded": 1},
+        "following_upstream": 0,
     }
 
 
@@ -178,4 +179,5 @@ async def test_queue_of_an_unknown_queue_is_all_zero(store: Store) -> None:
         },
         "totals": {},
         "workers": [],
+        "following_upstream": 0,
     }

@@ -270,10 +270,10 @@ class LuaScripts:
         return bool(await self._follow(keys=[task, stream, followed], args=args))
 
     async def claim_followed(
-        self, *, followed: str, now_ms: int, lease_ms: int, most: int
+        self, *, followed: str, due_by: int, lease_ms: int, most: int
     ) -> list[str]:
-        """The ids of followed tasks due by now, each leased for `lease_ms`."""
+        """The ids of followed tasks due by `due_by`, each leased for `lease_ms` more."""
         claimed: list[bytes] = await self._claim_followed(
-            keys=[followed], args=[now_ms, lease_ms, most]
+            keys=[followed], args=[due_by, lease_ms, most]
         )
         return [task_id.decode() for task_id in claimed]
