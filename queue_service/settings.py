@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     callback_timeout: int = Field(default=DAY, gt=0)
     result_retention: int = Field(default=DAY, gt=0)
     file_retention: int = Field(default=30 * DAY, gt=0)
+    usage_retention: int = Field(default=35 * DAY, gt=0)
     batch_webhook_url: str | None = None
     max_file_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
 
@@ -78,6 +79,7 @@ class Settings(BaseSettings):
 
     metrics_token: str | None = None
     metrics_top_queues: int = Field(default=50, ge=1)
+    metrics_top_models: int = Field(default=50, ge=1)
 
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from queue_service.config_files import load_toml
 from queue_service.errors import ConfigFileError
@@ -14,6 +14,10 @@ from queue_service.errors import ConfigFileError
 
 class RoutingError(ConfigFileError):
     """The routing file is missing, unreadable or invalid."""
+
+
+_SERVICE_SET_FIELDS = frozenset({"model", "stream", "service_tier"})
+"""Request fields the service itself reads or writes: no priority goes there."""
 
 
 class _Strict(BaseModel):
@@ -30,6 +34,11 @@ class UpstreamEntry(_Strict):
     api_key_env: str | None = None
     timeout: float | None = Field(default=None, gt=0)
     max_concurrency: int | None = Field(default=None, ge=1)
+    priority_field: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+    priority_online: StrictInt = 0
+    priority_offline: StrictInt = 1
+    offline_service_tier: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    tier_fallback_before_deadline: float = Field(default=60.0, ge=0)
 
     @model_validator(mode="after")
     def _one_key_source(self) -> Self:
@@ -37,10 +46,28 @@ class UpstreamEntry(_Strict):
             raise ValueError("give api_key or api_key_env, not both")
         return self
 
+    @model_validator(mode="after")
+    def _level_hints_consistent(self) -> Self:
+        """The keys that only shape `priority_field` or `offline_service_tier` are refused
+        without it, rather than silently doing nothing."""
+        given = self.model_fields_set
+        if self.priority_field is None and given & {"priority_online", "priority_offline"}:
+            raise ValueError("priority_online and priority_offline need priority_field")
+        if self.priority_field in _SERVICE_SET_FIELDS:
+            field = self.priority_field
+            raise ValueError(f"priority_field cannot be {field!r}: the service itself uses it")
+        if self.priority_online == self.priority_offline:
+            raise ValueError("priority_online and priority_offline must differ")
+        if self.offline_service_tier is None and "tier_fallback_before_deadline" in given:
+            raise ValueError("tier_fallback_before_deadline needs offline_service_tier")
+        return self
+
 
 class QueueEntry(_Strict):
     name: str
-    max_concurrency: int = Field(ge=1)
+    max_concurrency: int | None = Field(default=None, ge=1)
+    weight: float = Field(default=1.0, gt=0, le=1000)
+    """The queue's share of its tenants' turns beside their other queues with work."""
 
 
 class RoutingFile(_Strict):

@@ -12,6 +12,7 @@ from queue_service.upstreams import RoutingError
 from tests.conftest import process_env
 from workers.adapters import Upstream
 from workers.routing import Limit, RoutingTable
+from workers.upstream_priority import NO_HINTS, LevelHints
 
 DEFAULT = Upstream("http://default")
 CHAT = "/v1/chat/completions"
@@ -45,6 +46,10 @@ max_concurrency = 4
 """
 
 
+HINTED = '[[upstream]]\nname = "vllm"\nendpoint = "/v1/x"\nbase_url = "http://x"\n'
+"""A route to which the level keys are added."""
+
+
 def load(tmp_path: Path, text: str) -> RoutingTable:
     path = tmp_path / "upstreams.toml"
     path.write_text(text)
@@ -66,6 +71,16 @@ def test_the_most_specific_route_wins(tmp_path: Path, monkeypatch: pytest.Monkey
     assert table.resolve("/v1/embeddings", "batch", None).upstream == DEFAULT
     assert table.resolve("/v1/embeddings", "batch", None).limits == (Limit("queue:batch", 4),)
     assert table.has_limits
+
+
+def test_a_route_carries_its_level_keys(tmp_path: Path) -> None:
+    keys = 'priority_field = "prio"\npriority_online = 9\npriority_offline = 3\n'
+    keys += 'offline_service_tier = "flex"\ntier_fallback_before_deadline = 90\n'
+    hinted = load(tmp_path, HINTED + keys).resolve("/v1/x", "q", None).hints
+    assert hinted == LevelHints("prio", 9, 3, "flex", 90.0)
+    plain = load(tmp_path, HINTED).resolve("/v1/x", "q", None).hints
+    assert (plain.priority_field, plain.offline_service_tier) == (None, None)
+    assert RoutingTable.load(None, DEFAULT).resolve(CHAT, "q", "m").hints == NO_HINTS
 
 
 def test_without_a_file_everything_goes_to_the_default() -> None:
@@ -92,6 +107,29 @@ def test_without_a_file_everything_goes_to_the_default() -> None:
         (
             '[[upstream]]\nname="a"\nendpoint="/v1/x"\nbase_url="http://x"\n[[upstream]]\nname="b"\nendpoint="/v1/x"\nbase_url="http://y"\n',
             "two upstreams route /v1/x",
+        ),
+        (
+            HINTED + "priority_online = 5\n",
+            "priority_online and priority_offline need priority_field",
+        ),
+        (HINTED + 'priority_field = "stream"\n', "priority_field cannot be 'stream'"),
+        (HINTED + 'priority_field = "a b"\n', "upstream.0.priority_field: String should match"),
+        (
+            HINTED + 'priority_field = "priority"\npriority_offline = 0\n',
+            "priority_online and priority_offline must differ",
+        ),
+        (
+            HINTED + 'priority_field = "priority"\npriority_offline = 1.5\n',
+            "upstream.0.priority_offline: Input should be a valid integer",
+        ),
+        (HINTED + 'offline_service_tier = ""\n', "upstream.0.offline_service_tier"),
+        (
+            HINTED + "tier_fallback_before_deadline = 30\n",
+            "tier_fallback_before_deadline needs offline_service_tier",
+        ),
+        (
+            HINTED + 'offline_service_tier = "flex"\ntier_fallback_before_deadline = -1\n',
+            "upstream.0.tier_fallback_before_deadline: Input should be greater than or equal to 0",
         ),
     ],
 )

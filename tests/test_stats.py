@@ -15,7 +15,8 @@ from redis.asyncio import Redis
 
 from queue_service.cli.operator import print_stats, print_workers
 from queue_service.settings import Settings
-from tests.helpers import callback_settled, eventually, put, put_body, wait_view
+from queue_service.store.keys import Keys
+from tests.helpers import callback_settled, eventually, put, put_body, view, wait_view
 from tests.servers import CallbackReceiver
 
 from .conftest import process_env, running_worker
@@ -103,7 +104,11 @@ async def test_queue_stats_show_waiting_totals_and_workers(
 
 
 async def test_a_paused_queue_accepts_puts_but_runs_nothing_until_resumed(
-    api: httpx.AsyncClient, worker: Worker, receiver: tuple[str, CallbackReceiver]
+    api: httpx.AsyncClient,
+    worker: Worker,
+    receiver: tuple[str, CallbackReceiver],
+    redis: Redis,
+    prefix: str,
 ) -> None:
     url, inbox = receiver
     await put(api, job(url))
@@ -112,11 +117,15 @@ async def test_a_paused_queue_accepts_puts_but_runs_nothing_until_resumed(
         "queue": "ops",
         "paused": True,
     }
-    consumer = worker.ctx["runtime"].consumer
-    # the worker has re-read the registry and no longer reads the paused queue's streams
-    await eventually(lambda: ("ops", 1) not in consumer._sources[1])
-    await put(api, job(url))
-    await asyncio.sleep(1.0)  # deliberate: nothing runs in this second (5 registry re-reads)
+    held = await put(api, job(url))
+    ready = Keys(prefix).ready_queues(1, "")
+
+    async def passed_over() -> bool:
+        """The worker looked for work and dropped the paused queue from the ready set."""
+        return await redis.zscore(ready, "ops") is None
+
+    await eventually(passed_over)
+    assert (await view(api, held))["status"] == "queued"
     assert len(inbox.received) == 1
     assert (await api.get("/v1/queue/ops/stats")).json()["data"]["paused"] is True
     await api.post("/v1/queue/ops/resume")

@@ -1,17 +1,18 @@
-"""The stream consumer: XREADGROUP ... BLOCK over the level streams, online first.
+"""The stream consumer: takes jobs from the lanes the scheduler picks, online first.
 
 Slots: `concurrency` jobs run at once; offline (level 1) jobs may use all but
-`reserved_online` of them, so a long offline backlog never delays online pickup. When
-nothing waits, the consumer blocks in Redis on every stream it may take work from and
-wakes the moment a job is put. When an offline slot frees while the consumer is blocked
-on the online streams alone, or a new queue is announced, it interrupts its own read
-to widen it.
+`reserved_online` of them, so a long offline backlog never delays online pickup. With room
+at a level, the consumer asks the scheduler (store/scheduler.py) for the next lane of that
+level, fairly shared between tenants and queues across every worker, and reads up to its
+room from that one stream: a pass costs the same with one queue or thousands. When nothing
+is ready it blocks in Redis on the levels' wake lists (the online one alone while offline
+slots are full) and wakes the moment a job is put. When an offline slot frees while it waits
+on the online list alone, it interrupts its own wait to widen it.
 
-A worker never runs more jobs than its slots (nor more offline jobs than its offline
-slots): XREADGROUP's COUNT holds per stream, so one read over many streams can hand over
-more entries than there is room for; those are handed back to their queue at once (as new
-entries at its end), for whichever worker has room, rather than held here while other
-workers idle.
+Entries of silent workers are taken over now and then, from the lanes workers have read
+(only where a consumer holding entries is not a live worker). An entry that arrives while
+there is no room (a race with a slot's use) is handed back to its lane at once, for
+whichever worker has room, rather than held here while other workers idle.
 
 The consumer owns its running jobs: `cancel` stops one (its client cancelled it) and marks
 it so the executor acknowledges it instead of handing it back.
@@ -28,12 +29,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from queue_service.errors import StreamsLost
-from queue_service.store import Store, StreamEntry, StreamReader
-from queue_service.store.streams import Source
+from queue_service.store import Lane, Store, StreamEntry, StreamReader
 
 log = logging.getLogger("workers.consumer")
 
 ONLINE, OFFLINE = 0, 1
+ACTIVE_LANE_TTL_MS = 3_600_000
+"""A lane nobody read from for an hour leaves the set looked at for silent workers' entries
+(they were taken over long before)."""
 
 
 @dataclass(slots=True)
@@ -57,7 +60,7 @@ class StreamConsumer:
         concurrency: int,
         reserved_online: int,
         queues: frozenset[str] | None,
-        refresh_interval: float,
+        idle_wait: float,
         reclaim_interval: float,
     ) -> None:
         self.store = store
@@ -66,18 +69,15 @@ class StreamConsumer:
         self._reader = reader
         self._run_job = run_job
         self._only_queues = queues
-        self._refresh_interval = refresh_interval
-        self._refreshed_at = 0.0
+        self._idle_wait = idle_wait
         self._reclaim_interval = reclaim_interval
         self._reclaimed_at = 0.0
-        self._sources: dict[int, list[Source]] = {ONLINE: [], OFFLINE: []}
-        self._known: set[str] = set()
         self._running: dict[int, int] = {ONLINE: 0, OFFLINE: 0}
         self.jobs_done = 0
         self._jobs: dict[str, tuple[Job, asyncio.Task[None]]] = {}
         self._handing_back: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
-        """Set when a slot frees, a queue is added or the consumer stops."""
+        """Set when a slot frees, the queues change or the consumer stops."""
         self._blocked_online_only = False
         self._stopping = False
         self._unblockers: set[asyncio.Task[None]] = set()
@@ -105,9 +105,8 @@ class StreamConsumer:
         """Wait until the entries read beyond the room there was are back in their queues."""
         await asyncio.gather(*self._handing_back, return_exceptions=True)
 
-    def queue_added(self) -> None:
-        """A queue was registered: look at the registry now, not at the next interval."""
-        self._refreshed_at = 0.0
+    def queues_changed(self) -> None:
+        """A queue was added, paused or resumed: look for work again now."""
         self._wake.set()
         self._interrupt_read()
 
@@ -135,9 +134,7 @@ class StreamConsumer:
             except asyncio.CancelledError:
                 raise
             except StreamsLost as exc:
-                log.warning("%s; looking at the queue registry again", exc)
-                self._known.clear()  # recreate the groups of what is still registered
-                self._refreshed_at = 0.0
+                log.warning("%s; going on", exc)
                 await asyncio.sleep(0.05)
             except Exception:
                 log.exception("stream read failed; retrying in 1s")
@@ -146,25 +143,21 @@ class StreamConsumer:
     # -- the loop -----------------------------------------------------------------------
     async def _step(self) -> None:
         self._wake.clear()  # what happens from here on wakes the sleeps below
-        await self._refresh_sources()
         if self._room(ONLINE) <= 0:
             await self._sleep(None)
             return
-        online, offline = self._sources[ONLINE], self._sources[OFFLINE]
-        if await self._reclaim(online, offline):
+        if await self._reclaim():
             return
-        if await self._read(online, self._room(ONLINE), block_ms=None):
+        if await self._take(ONLINE):
             return
-        offline_room = self._room(OFFLINE)
-        if offline_room > 0 and await self._read(offline, offline_room, block_ms=None):
+        offline_room = self._room(OFFLINE) > 0
+        if offline_room and await self._take(OFFLINE):
             return
-        sources = online + offline if offline_room > 0 else online
-        if not sources:
-            await self._sleep(self._refresh_interval)
-            return
-        self._blocked_online_only = offline_room <= 0 and bool(offline)
+        self._blocked_online_only = not offline_room
         try:
-            await self._read(sources, 1, block_ms=int(self._refresh_interval * 1000))
+            await self._reader.wait_for_work(
+                [ONLINE, OFFLINE] if offline_room else [ONLINE], self._idle_wait
+            )
         finally:
             self._blocked_online_only = False
 
@@ -175,21 +168,55 @@ class StreamConsumer:
             free = min(free, self.offline_limit - self._running[OFFLINE])
         return free
 
-    async def _reclaim(self, online: list[Source], offline: list[Source]) -> bool:
+    async def _take(self, level: int) -> bool:
+        """Read from the lane the scheduler picks at this level; False when none is ready."""
+        room = self._room(level)
+        scheduler = self.store.scheduler
+        pick = await scheduler.pick(level, room, self._only_queues)
+        if pick is None:
+            return False
+        try:
+            entries = await self._reader.read(pick.lane, room)
+        except StreamsLost:  # Redis lost the lane: recreate what is registered, drop the pick
+            await self.store.queues.ensure_groups(pick.lane.queue)
+            entries = []
+        if len(entries) < room:
+            await scheduler.settle(pick, len(entries))
+        for entry in entries:
+            self._start(entry)
+        return True
+
+    async def _reclaim(self) -> bool:
         """Take over entries of silent workers (online first), now and then."""
         now = time.monotonic()
         if now - self._reclaimed_at < self._reclaim_interval:
             return False
         self._reclaimed_at = now
         got = False
-        for source in online + (offline if self._room(OFFLINE) > 0 else []):
-            room = self._room(source[1])
+        for lane in await self._lanes_to_reclaim():
+            room = self._room(lane.level)
             if room <= 0:
                 continue
-            for entry in await self._reader.reclaim(source, room):
-                self._take(entry)
-                got = True
+            with contextlib.suppress(StreamsLost):
+                for entry in await self._reader.reclaim(lane, room):
+                    self._start(entry)
+                    got = True
         return got
+
+    async def _lanes_to_reclaim(self) -> list[Lane]:
+        """The lanes read lately where a consumer that is not a live worker holds entries."""
+        scheduler = self.store.scheduler
+        await scheduler.prune_active(ACTIVE_LANE_TTL_MS)
+        lanes = [
+            lane
+            for lane in await scheduler.active_lanes()
+            if self._only_queues is None or lane.queue in self._only_queues
+        ]
+        live = {worker["name"] for worker in await self.store.heartbeats.live()}
+        live.add(self._reader.consumer)
+        holders = await self._reader.holders(lanes)
+        silent = [lane for lane, names in zip(lanes, holders, strict=True) if names - live]
+        return sorted(silent, key=lambda lane: lane.level)
 
     async def _sleep(self, seconds: float | None) -> None:
         """Wait for a wake-up (or the timeout)."""
@@ -197,14 +224,7 @@ class StreamConsumer:
             async with asyncio.timeout(seconds):
                 await self._wake.wait()
 
-    async def _read(self, sources: list[Source], count: int, block_ms: int | None) -> bool:
-        """Read new entries and dispatch them; True when any arrived."""
-        entries = await self._reader.read(sources, count, block_ms)
-        for entry in entries:
-            self._take(entry)
-        return bool(entries)
-
-    def _take(self, entry: StreamEntry) -> None:
+    def _start(self, entry: StreamEntry) -> None:
         """Start an entry now if its level has room, else hand it back to its queue."""
         if self._room(entry.level) > 0:
             self._dispatch(entry)
@@ -215,7 +235,7 @@ class StreamConsumer:
 
     async def _hand_back(self, entry: StreamEntry) -> None:
         try:
-            await self.store.tasks.requeue(entry.queue, entry.level, entry.task_id, entry.entry_id)
+            await self.store.tasks.requeue(entry)
         except Exception:  # it stays in this worker's pending list: taken over in time
             log.warning("could not hand %s back to its queue", entry.task_id, exc_info=True)
 
@@ -245,21 +265,3 @@ class StreamConsumer:
             await self._reader.interrupt()
         except Exception:  # the read ends by its own timeout anyway
             log.warning("could not interrupt the blocked read", exc_info=True)
-
-    async def _refresh_sources(self) -> None:
-        """Pick up queues registered since the last look (at most once per interval)."""
-        now = time.monotonic()
-        if now - self._refreshed_at < self._refresh_interval:
-            return
-        self._refreshed_at = now
-        queues = await self.store.queues.all()
-        paused = await self.store.queues.paused()
-        names = sorted(name for name in queues if self._wanted(name) and name not in paused)
-        for name in names:
-            if name not in self._known:
-                await self.store.queues.ensure_groups(name)
-        self._known = set(names)
-        self._sources = {level: [(name, level) for name in names] for level in (ONLINE, OFFLINE)}
-
-    def _wanted(self, queue: str) -> bool:
-        return self._only_queues is None or queue in self._only_queues

@@ -76,7 +76,7 @@ class JobExecutor:
             await self._crashed(entry, exc)
             return
         if ran is Handled.SKIPPED:
-            await self.tasks.ack(entry.queue, entry.level, entry.entry_id)
+            await self.tasks.ack(entry)
         elif ran is not Handled.FOLLOWED:
             await self.outcomes.finish(entry.entry_id, *ran)
 
@@ -84,7 +84,7 @@ class JobExecutor:
         """Stopped mid-job: by its client (ack it) or by shutdown (hand it back at once)."""
         entry = job.entry
         if job.cancel_requested:
-            await self.tasks.ack(entry.queue, entry.level, entry.entry_id)
+            await self.tasks.ack(entry)
             log.info("task %s cancelled while running", entry.task_id)
             return
         record = await self.tasks.load(entry.queue, entry.task_id)
@@ -94,7 +94,7 @@ class JobExecutor:
             outcome = Outcome.error(Status.FAILED, 503, message, "worker_shutdown")
             await self.outcomes.finish(entry.entry_id, record, outcome)
             return
-        if await self.tasks.requeue(entry.queue, entry.level, entry.task_id, entry.entry_id):
+        if await self.tasks.requeue(entry):
             log.info("task %s handed back to the queue (worker shutting down)", entry.task_id)
 
     async def _crashed(self, entry: StreamEntry, exc: Exception) -> None:
@@ -106,7 +106,7 @@ class JobExecutor:
         log.error("task %s failed on an internal error (%s) at\n%s", entry.task_id, kind, where)
         record = await self.tasks.load(entry.queue, entry.task_id)
         if record is None or record.status in TERMINAL_STATUSES:
-            await self.tasks.ack(entry.queue, entry.level, entry.entry_id)
+            await self.tasks.ack(entry)
             return
         message = f"internal error while running the job ({kind}); the worker log has details"
         outcome = Outcome.error(Status.FAILED, 500, message, "internal")
@@ -116,7 +116,7 @@ class JobExecutor:
         """A job whose workers keep dying: end it instead of looping forever."""
         record = await self.tasks.load(entry.queue, entry.task_id)
         if record is None or record.status in TERMINAL_STATUSES:
-            await self.tasks.ack(entry.queue, entry.level, entry.entry_id)
+            await self.tasks.ack(entry)
             return
         lost = entry.deliveries - 1
         outcome = Outcome.error(Status.FAILED, 500, f"worker lost {lost} times", "worker_lost")

@@ -1,17 +1,23 @@
-"""Storing a job's outcome and sending its callback, once and whole, whoever ends the job
-(the executor, or the follower of an upstream task)."""
+"""Storing a job's outcome, counting its usage and sending its callback, once and whole,
+whoever ends the job (the executor, or the follower of an upstream task)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
-from queue_service.models import ResponseMode
-from queue_service.store import Outcome, TaskRecord
+import orjson
+
+from queue_service.models import ResponseMode, Status
+from queue_service.store import STORE_ERRORS, Outcome, TaskRecord
 from queue_service.store.tasks import Tasks
+from queue_service.store.usage import UsageCounts, UsageLedger, UsageSeries
 from queue_service.timing import now_ms
 
 from .callbacks import CallbackSender
+from .route_names import RouteNames
+from .usage import usage_of
 
 log = logging.getLogger("workers.outcomes")
 
@@ -27,13 +33,18 @@ def worker_deadline(record: TaskRecord) -> float:
 
 
 class OutcomeRecorder:
-    def __init__(self, tasks: Tasks, callbacks: CallbackSender) -> None:
+    def __init__(
+        self, tasks: Tasks, callbacks: CallbackSender, usage: UsageLedger, routes: RouteNames
+    ) -> None:
         self.tasks = tasks
         self.callbacks = callbacks
+        self.usage = usage
+        self.routes = routes
         self._finishing: set[asyncio.Future[None]] = set()
 
     async def finish(self, entry: str, record: TaskRecord, outcome: Outcome) -> None:
-        """Store the outcome (acknowledging `entry`) and send the callback it owes."""
+        """Store the outcome (acknowledging `entry`), count its usage and send the callback
+        it owes."""
         # Shielded: once an outcome exists, a shutdown must not cut its storing or its
         # callback in half (the receiver would get it while we record it as undelivered).
         # Shutdown waits for these (`settle`), bounded by QUEUE_CALLBACK_REQUEST_TIMEOUT.
@@ -60,5 +71,39 @@ class OutcomeRecorder:
             outcome.status_code,
             elapsed,
         )
+        if won:
+            await self._count_usage(record, outcome)
         if won and record.mode is ResponseMode.CALLBACK and record.callback_url:
             await self.callbacks.deliver(record, outcome, attempt=1)
+
+    async def _count_usage(self, record: TaskRecord, outcome: Outcome) -> None:
+        """Count the job in its tenant's usage: every job that succeeded, and any other whose
+        answer reports tokens. Counted only by the finish that stored the outcome, so a
+        redelivered job counts once; a failure here costs the count, never the callback."""
+        tokens = usage_of(outcome.body, outcome.content_type)
+        if tokens is None and outcome.status is not Status.SUCCEEDED:
+            return
+        model = _requested_model(record.data)
+        route = self.routes.of(record.endpoint, record.queue, model)
+        series = UsageSeries(record.tenant, record.queue, model[:MODEL_LABEL_CHARS], route)
+        counts = UsageCounts(requests=1)
+        if tokens is not None:
+            counts = UsageCounts(1, tokens.prompt, tokens.completion, tokens.reasoning)
+        try:
+            await self.usage.record(series, counts, time.time())
+        except STORE_ERRORS:
+            log.warning("task %s: its usage could not be counted", record.task_id, exc_info=True)
+
+
+MODEL_LABEL_CHARS = 200
+"""A model name is the caller's text: usage keeps this much of it (a label, a hash field)."""
+
+
+def _requested_model(data: bytes) -> str:
+    """The `model` the job asked for ("" when it names none, as task APIs do)."""
+    try:
+        request = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return ""
+    model = request.get("model") if isinstance(request, dict) else None
+    return model if isinstance(model, str) else ""

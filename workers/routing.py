@@ -9,13 +9,20 @@
     api_key_env = "DEEPSEEK_API_KEY"  # or api_key = "..."
     timeout = 120                     # seconds per request
     max_concurrency = 8               # requests in flight, across every worker
+    priority_field = "priority"       # optional: the job's level written there (vLLM, SGLang)
+    priority_online = 0               #   its value for level 0 (default 0)
+    priority_offline = 1              #   and for level 1 (default 1; vLLM runs lower first)
+    offline_service_tier = "flex"     # optional: level-1 jobs sent with service_tier = "flex"
+    tier_fallback_before_deadline = 60  # seconds before the deadline the default tier takes over
 
     [[queue]]
     name = "batch"
-    max_concurrency = 4               # this queue's jobs in flight, across every worker
+    max_concurrency = 4               # optional: its jobs in flight, across every worker
+    weight = 1                        # optional: its share beside a tenant's other queues
 
 The most specific route wins (endpoint + queue + model, then endpoint + queue, then endpoint +
-model, then endpoint); without one, jobs go to QUEUE_UPSTREAM_URL.
+model, then endpoint); without one, jobs go to QUEUE_UPSTREAM_URL. What the level keys do:
+`upstream_priority.py`.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from queue_service.store.tasks import Tasks
 from queue_service.upstreams import QueueEntry, RoutingError, UpstreamEntry, load_routing_file
 
 from .adapters import Upstream
+from .upstream_priority import NO_HINTS, LevelHints
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +54,7 @@ class UpstreamRoute:
     upstream: Upstream
     timeout: float | None
     limits: tuple[Limit, ...]
+    hints: LevelHints = NO_HINTS
 
 
 class RoutingTable:
@@ -62,7 +71,11 @@ class RoutingTable:
             if key in self._routes:
                 raise RoutingError(f"two upstreams route {_describe(key)}")
             self._routes[key] = (Upstream(entry.base_url, _api_key(entry)), entry)
-        self._queue_limits = {q.name: Limit(f"queue:{q.name}", q.max_concurrency) for q in queues}
+        self._queue_limits = {
+            q.name: Limit(f"queue:{q.name}", q.max_concurrency) for q in queues if q.max_concurrency
+        }
+        self.queue_weights = {q.name: q.weight for q in queues if q.weight != 1}
+        """Scheduling weights of the queues the file gives one (others weigh 1)."""
 
     @property
     def has_limits(self) -> bool:
@@ -91,7 +104,8 @@ class RoutingTable:
                 break
         else:
             return UpstreamRoute(self.default, None, self._limits(queue, None))
-        return UpstreamRoute(upstream, entry.timeout, self._limits(queue, entry))
+        limits = self._limits(queue, entry)
+        return UpstreamRoute(upstream, entry.timeout, limits, LevelHints.of(entry))
 
     def _limits(self, queue: str, entry: UpstreamEntry | None) -> tuple[Limit, ...]:
         """The queue's limit first, then the upstream's: one order everywhere, no deadlock."""

@@ -24,6 +24,7 @@ from .executor import JobExecutor
 from .follower import TaskFollower, TaskFollowPolicy
 from .limiter import Limiter
 from .outcomes import OutcomeRecorder
+from .route_names import RouteNames
 from .routing import JobRoutes, RoutingTable
 from .upstream_call import RetryPolicy, SizeLimits, UpstreamCaller
 
@@ -73,7 +74,9 @@ class WorkerRuntime:
             if settings.upstream_auth == "passthrough" and settings.secret_key
             else None,
         )
-        self.outcomes = OutcomeRecorder(store.tasks, self.callbacks)
+        self.outcomes = OutcomeRecorder(
+            store.tasks, self.callbacks, store.usage, RouteNames.load(settings.upstreams_file)
+        )
         self.follower = TaskFollower(
             store,
             self.upstream_http,
@@ -114,13 +117,14 @@ class WorkerRuntime:
             concurrency=slots,
             reserved_online=min(settings.online_reserved_slots, slots - 1),
             queues=queues,
-            refresh_interval=settings.registry_refresh_interval,
+            idle_wait=settings.registry_refresh_interval,
             reclaim_interval=settings.visibility_timeout / 2,
         )
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         await self.store.instance.claim()  # scheduled jobs get task ids here
+        await self.store.scheduler.set_weights("q", self.routing.queue_weights)
         self._consuming = asyncio.create_task(self.consumer.run(), name="stream consumer")
         self._tasks = [
             asyncio.create_task(self.store.instance.keep(), name="instance lease"),
@@ -191,12 +195,12 @@ class WorkerRuntime:
         while True:
             try:
                 async with self.store.announcements.subscribed() as announcements:
-                    self.consumer.queue_added()  # whatever was missed while unsubscribed
+                    self.consumer.queues_changed()  # whatever was missed while unsubscribed
                     async for announcement in announcements:
                         if announcement.topic is Topic.TASK_CANCELLED:
                             self.consumer.cancel(announcement.subject)
                         elif announcement.topic is Topic.QUEUES_CHANGED:
-                            self.consumer.queue_added()
+                            self.consumer.queues_changed()
                         else:
                             self.limiter.released(announcement.subject)
             except asyncio.CancelledError:

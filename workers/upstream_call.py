@@ -21,6 +21,7 @@ from .adapters.http import AnswerTooLarge, read_body
 from .retry import parse_retry_after, retryable_status
 from .routing import UpstreamRoute
 from .sse import EventTooLarge, sse_events
+from .upstream_priority import TierChoice, with_priority
 
 log = logging.getLogger("workers.upstream_call")
 
@@ -70,8 +71,10 @@ class UpstreamCaller:
         A streamed job is not retried once an event has been relayed to its client.
         """
         retries = 0
+        data = with_priority(route.hints, record, data)
+        tier = TierChoice(route.hints, record, data)
         while True:
-            attempt = await self._attempt(record, adapter, route, data, relay)
+            attempt = await self._attempt_on_tier(record, adapter, route, data, relay, tier)
             if not attempt.retryable or retries >= self.policy.max_retries:
                 return attempt.outcome
             retries += 1
@@ -88,6 +91,31 @@ class UpstreamCaller:
                 delay,
             )
             await asyncio.sleep(delay)
+
+    async def _attempt_on_tier(
+        self,
+        record: TaskRecord,
+        adapter: Adapter,
+        route: UpstreamRoute,
+        data: dict[str, Any],
+        relay: bool,
+        tier: TierChoice,
+    ) -> Attempt:
+        """An attempt on the job's service tier while it holds; refused, or cut off as the
+        deadline nears, the same attempt again at once on the default tier (it was not the
+        request's fault, so it spends no retry)."""
+        while True:
+            body, tier_time = tier.request(data)
+            try:
+                async with asyncio.timeout(tier_time) as cut:
+                    attempt = await self._attempt(record, adapter, route, body, relay)
+            except TimeoutError:
+                if not cut.expired():
+                    raise  # the job's own deadline
+                tier.fall_back("still unanswered as the job's deadline nears")
+                continue
+            if not tier.refused(attempt.outcome):
+                return attempt
 
     async def _attempt(
         self,

@@ -38,6 +38,7 @@ from .model_list import ModelList
 from .routes import ROUTES
 from .state import AppState
 from .system_routes import SYSTEM_ROUTES
+from .usage import ROUTES as USAGE_ROUTES
 
 log = logging.getLogger("queue_service.api.app")
 
@@ -67,6 +68,7 @@ async def _reach_redis(state: AppState, tries: int) -> bool:
     settings = state.settings
     try:
         instance = await state.store.instance.claim(settings.instance)
+        await state.store.scheduler.set_weights("t", state.auth.tenant_weights)
         await state.hub.start()
     except _NOT_REACHED as exc:
         log.warning(
@@ -145,6 +147,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     return Starlette(
         routes=[
+            *USAGE_ROUTES,  # before ROUTES, whose /v1/queue/{task_id} would take it
             *ROUTES,
             *COMPAT_ROUTES,
             *FILE_ROUTES,

@@ -68,6 +68,9 @@ class KeyEntry(BaseModel):
     rate: float | None = Field(default=None, gt=0)
     burst: int | None = Field(default=None, ge=1)
     admin: bool = False
+    weight: float = Field(default=1.0, gt=0, le=1000)
+    """The tenant's share of the workers beside other tenants with work waiting (the
+    highest weight among a tenant's keys counts)."""
     default_queue: str | None = Field(default=None, pattern=QUEUE_NAME_PATTERN)
     batch_webhook_url: HttpUrlText | None = None
 
@@ -88,8 +91,12 @@ def _key_id(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-def load_key_file(path: str) -> list[tuple[str, Principal]]:
+def load_key_file(path: str) -> tuple[list[tuple[str, Principal]], dict[str, float]]:
+    """The keys with their principals, and each tenant's scheduling weight."""
     parsed = load_toml(path, KeyFile, "QUEUE_API_KEYS_FILE", KeyFileError)
+    weights: dict[str, float] = {}
+    for entry in parsed.key:
+        weights[entry.tenant] = max(weights.get(entry.tenant, 0.0), entry.weight)
     keys = []
     for entry in parsed.key:
         key = entry.key if entry.key_env is None else os.environ.get(entry.key_env)
@@ -110,7 +117,7 @@ def load_key_file(path: str) -> list[tuple[str, Principal]]:
             entry.batch_webhook_url,
         )
         keys.append((key, principal))
-    return keys
+    return keys, weights
 
 
 class Authenticator:
@@ -119,8 +126,11 @@ class Authenticator:
 
     def __init__(self, key_tenants: dict[str, str], key_file: str | None = None) -> None:
         entries = [(key, Principal(tenant, _key_id(key))) for key, tenant in key_tenants.items()]
+        self.tenant_weights: dict[str, float] = {}
+        """Scheduling weights of the tenants the keys file gives one (others weigh 1)."""
         if key_file is not None:
-            entries += load_key_file(key_file)
+            from_file, self.tenant_weights = load_key_file(key_file)
+            entries += from_file
         self._keys = [(key.encode(), principal) for key, principal in entries]
 
     @property

@@ -12,6 +12,7 @@ from prometheus_client.registry import Collector
 
 from queue_service.store import Store
 from queue_service.store.statistics import cumulative, parse_field
+from queue_service.store.usage import UsageCounts, UsageSeries
 
 HISTOGRAMS = ("pickup_seconds", "run_seconds", "end_to_end_seconds")
 
@@ -26,14 +27,18 @@ class _Snapshot(Collector):
 
 OTHER_QUEUES = "(other)"
 """The queue label of every queue beyond the busiest ones, summed."""
+OTHER_MODELS = "(other)"
+"""The model label of every model beyond the most used ones, summed."""
+TOKEN_KINDS = ("prompt", "completion", "reasoning")
 
 
-async def prometheus_text(store: Store, top_queues: int) -> bytes:
-    """The Prometheus exposition of the queues' figures and the live workers.
+async def prometheus_text(store: Store, top_queues: int, top_models: int) -> bytes:
+    """The Prometheus exposition of the queues' figures, usage and the live workers.
 
     Per-queue series only for the `top_queues` busiest queues (jobs waiting and running,
-    then puts); the rest are summed under the queue label `(other)`, so a scrape stays
-    small however many queues there are."""
+    then puts), per-model usage series only for the `top_models` most used models; the rest
+    are summed under the label `(other)`, so a scrape stays small however many queues and
+    models there are."""
     snapshots = await store.statistics.snapshot(sorted(await store.queues.all()))
     ranked = sorted(snapshots, key=lambda queue: snapshots[queue].activity, reverse=True)
     shown = set(ranked[:top_queues])
@@ -90,6 +95,7 @@ async def prometheus_text(store: Store, top_queues: int) -> bytes:
             [v for _, v in label_items], list(cumulative(entry["buckets"])), entry["sum"]
         )
     families += by_name.values()
+    families += _usage_families(await store.usage.totals(), shown, top_models)
     workers = await store.heartbeats.live()
     connected = GaugeMetricFamily("queue_workers", "Live worker processes")
     connected.add_metric([], len(workers))
@@ -100,3 +106,34 @@ async def prometheus_text(store: Store, top_queues: int) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Snapshot(families))
     return generate_latest(registry)
+
+
+def _usage_families(
+    totals: dict[UsageSeries, UsageCounts], shown_queues: set[str], top_models: int
+) -> list[CounterMetricFamily]:
+    """`queue_tokens_total` by kind and `queue_usage_requests_total`, per tenant, queue,
+    model and route (tenants and routes are bounded by the keys and routing files)."""
+    use: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # model -> [tokens, requests]
+    for series, counts in totals.items():
+        use[series.model][0] += counts.prompt_tokens + counts.completion_tokens
+        use[series.model][1] += counts.requests
+    shown_models = set(sorted(use, key=use.__getitem__, reverse=True)[:top_models])
+    summed: dict[tuple[str, ...], UsageCounts] = defaultdict(UsageCounts)
+    for series, counts in totals.items():
+        queue = series.queue if series.queue in shown_queues else OTHER_QUEUES
+        model = series.model if series.model in shown_models else OTHER_MODELS
+        summed[(series.tenant, queue, model, series.route)] += counts
+    labels = ["tenant", "queue", "model", "route"]
+    tokens = CounterMetricFamily(
+        "queue_tokens", "Tokens the answers reported using", labels=[*labels, "kind"]
+    )
+    requests = CounterMetricFamily(
+        "queue_usage_requests",
+        "Jobs counted in usage (succeeded, or reporting tokens)",
+        labels=labels,
+    )
+    for label_values, counts in sorted(summed.items()):
+        requests.add_metric(list(label_values), counts.requests)
+        for kind in TOKEN_KINDS:
+            tokens.add_metric([*label_values, kind], getattr(counts, f"{kind}_tokens"))
+    return [tokens, requests]

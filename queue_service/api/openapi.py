@@ -112,6 +112,22 @@ TASK_ID = {
 
 QUEUE = {"name": "queue", "in": "path", "required": True, "schema": {"type": "string"}}
 
+USAGE_FILTERS = [
+    {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": text,
+    }
+    for name, text in (
+        ("tenant", "only this tenant (admins; others read their own only: another is 403)"),
+        ("queue", "only this queue"),
+        ("from", "window start: epoch seconds or ISO-8601 (default: `to` minus 24 h)"),
+        ("to", "window end: epoch seconds or ISO-8601 (default: now); hours are whole"),
+    )
+]
+
 IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key",
     "in": "header",
@@ -199,6 +215,17 @@ def _queue_document(endpoints: frozenset[str], max_timeout: int) -> dict[str, An
                     "responses": {
                         "200": _json({"type": "object"}, "waiting, in flight, totals, workers"),
                         **_errors(401, 403, 404, 429, 503),
+                    },
+                }
+            },
+            "/v1/queue/usage": {
+                "get": {
+                    "summary": "Requests and tokens per tenant, queue, model and route",
+                    "operationId": "usage",
+                    "parameters": USAGE_FILTERS,
+                    "responses": {
+                        "200": _json({"type": "object"}, "from, to, rows, totals"),
+                        **_errors(400, 401, 403, 429, 503),
                     },
                 }
             },

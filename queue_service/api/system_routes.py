@@ -51,7 +51,10 @@ async def metrics(request: Request) -> Response:
     scraper = not state.auth.enabled or _scrape_token(request, state.settings.metrics_token)
     if not scraper and not (await state.admit(request)).admin:
         raise Forbidden("metrics take an admin key or the scrape token")
-    text = await prometheus_text(state.store, state.settings.metrics_top_queues)
+    settings = state.settings
+    text = await prometheus_text(
+        state.store, settings.metrics_top_queues, settings.metrics_top_models
+    )
     return Response(text, media_type=CONTENT_TYPE_LATEST)
 
 

@@ -88,6 +88,10 @@ class _MockUpstream:
         if controls.status is not None and self.state.should_fail(controls):
             headers = controls.failure_headers()
             return api.error_response(controls.status, f"Mock error {controls.status}.", headers)
+        refused = controls.refuse_service_tier
+        if refused is not None and body.get("service_tier") == refused:
+            message = f"Resource unavailable: no capacity for service_tier {refused!r} right now."
+            return api.error_response(429, message)
         model = body.get("model")
         if not isinstance(model, str):
             model = self.config.model
@@ -99,7 +103,10 @@ class _MockUpstream:
         return WatchedResponse(producer, call.response_id, self.state.disconnects)
 
     def ttft(self, call: Call) -> float:
-        return self.config.ttft if call.controls.ttft is None else call.controls.ttft
+        ttft = self.config.ttft if call.controls.ttft is None else call.controls.ttft
+        if "service_tier" in call.body:
+            ttft += call.controls.service_tier_delay or 0.0
+        return ttft
 
     def reply_producer(self, dialect: Dialect, call: Call) -> Producer:
         body, controls = call.body, call.controls

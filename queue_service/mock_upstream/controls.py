@@ -80,6 +80,12 @@ class MockControls(FailureControls):
     hang: bool = False
     """Never answer; wait until the client goes away."""
     tool_call: ToolCallControl | None = None
+    refuse_service_tier: str | None = None
+    """Answer 429 "Resource unavailable" (OpenAI's answer when flex capacity is short) to a
+    request whose `service_tier` is this one."""
+    service_tier_delay: float | None = Field(default=None, ge=0)
+    """Seconds more before the first byte when the request names a `service_tier` (a slower
+    tier, like flex)."""
 
     @model_validator(mode="after")
     def _reply_consistent(self) -> Self:

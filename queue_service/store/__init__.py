@@ -2,17 +2,19 @@
 
 `Store` holds one process's Redis connection and the data model, one concept per part:
 
-- `queues`     the queue registry (ids, level streams and their group, tenants, pause)
+- `queues`     the queue registry (ids, lanes and their group, tenants, pause)
+- `scheduler`  which lane (a queue's stream of one tenant at one level) a worker reads next
 - `tasks`      the task lifecycle: prepare/submit, start, finish, cancel, requeue
 - `following`  tasks followed upstream (Midjourney, Suno): handed over, claimed, updated
 - `callbacks`  the callback ledger: callbacks due, dead letters
 - `instance`   this process's instance number (a lease) for task ids
 - `heartbeats` live workers
 - `statistics` per-queue counts and stream figures
+- `usage`      requests and tokens per tenant, queue, model and route (hourly, and all-time)
 - `leases`     slots of shared concurrency limits; `buckets` the API keys' rate limits
 - `files`      batch input and output files, stored in pieces; `batches` OpenAI-style batches
 - `announcements` workers' pub/sub; `hub()` the API's pub/sub hub for waiting requests
-- `stream_reader()` a worker's reads of the level streams
+- `stream_reader()` a worker's reads of the lanes it picked, and its waits for work
 
 Every key is built in `keys.py`; every script lives in `lua/` with a typed wrapper.
 """
@@ -41,9 +43,11 @@ from .ledger import CallbackLedger
 from .lua import LuaScripts
 from .queues import QueueRegistry
 from .records import Outcome, TaskRecord
+from .scheduler import Lane, Pick, Scheduler
 from .statistics import Statistics
 from .streams import StreamEntry, StreamReader
 from .tasks import CancelResult, Submission, Tasks
+from .usage import UsageLedger
 
 UNREACHABLE_ERRORS: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError)
 """What the store raises while Redis cannot be reached (the API answers 503)."""
@@ -65,6 +69,7 @@ class Store:
         max_queues: int = 0,
         heartbeat_interval: float = 2.0,
         file_retention_s: int = 30 * 24 * 3600,
+        usage_retention_s: int = 35 * 24 * 3600,
     ) -> None:
         self._redis = redis
         self._redis_url = redis_url
@@ -72,8 +77,11 @@ class Store:
         self.ids = TaskIdFactory(0)
         lua = LuaScripts(redis)
         self.instance = InstanceLease(keys, lua, self.ids)
-        self.queues = QueueRegistry(redis, keys, lua, max_queues)
-        self.tasks = Tasks(redis, keys, lua, self.queues, self.ids, retention_s, max_waiting)
+        self.scheduler = Scheduler(redis, keys, lua)
+        self.queues = QueueRegistry(redis, keys, lua, self.scheduler, max_queues)
+        self.tasks = Tasks(
+            redis, keys, lua, self.queues, self.ids, self.scheduler, retention_s, max_waiting
+        )
         self.following = Following(redis, keys, lua)
         self.heartbeats = Heartbeats(redis, keys, heartbeat_interval)
         self.statistics = Statistics(redis, keys, self.queues, self.heartbeats)
@@ -83,6 +91,7 @@ class Store:
         self.announcements = Announcements(redis, keys)
         self.files = Files(redis, keys, file_retention_s)
         self.batches = Batches(redis, keys, lua, self.tasks, file_retention_s)
+        self.usage = UsageLedger(redis, keys, usage_retention_s)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
@@ -95,6 +104,7 @@ class Store:
             max_queues=settings.max_queues,
             heartbeat_interval=settings.heartbeat_interval,
             file_retention_s=settings.file_retention,
+            usage_retention_s=settings.usage_retention,
         )
 
     async def ping(self) -> None:
@@ -120,7 +130,9 @@ __all__ = [
     "CancelResult",
     "FileRecord",
     "Keys",
+    "Lane",
     "Outcome",
+    "Pick",
     "PubSubHub",
     "Store",
     "StreamEntry",

@@ -15,7 +15,7 @@ from typing import cast
 
 from redis.asyncio import Redis
 
-from .keys import CONSUMER_GROUP, Keys
+from .keys import CONSUMER_GROUP, Keys, tenant_id
 from .lua import Fields, LuaScripts
 from .records import TaskRecord
 
@@ -49,7 +49,7 @@ class Following:
         queue, task_id = record.queue, record.task_id
         return await self._lua.follow(
             task=self._keys.task(queue, task_id),
-            stream=self._keys.stream(queue, record.level),
+            stream=self._keys.stream(queue, record.level, tenant_id(record.tenant)),
             followed=self._keys.followed(queue),
             task_id=task_id,
             next_look_ms=next_look_ms,

@@ -1,15 +1,28 @@
 """Every Redis key and channel name the service uses, built in one place.
 
 A queue's keys share the hash tag `{<queue>}` so that they live in one Redis Cluster slot
-and one Lua script may touch them all; the queue registry is global.
+and one Lua script may touch them all; the scheduler's keys share `{sched}`; the queue
+registry is global.
+
+A queue has one stream per level and tenant (a *lane*): the scheduler shares the workers
+between tenants, so one tenant's backlog never sits in front of another's jobs. A lane's
+tenant appears in its key as `tenant_id(tenant)` (the no-auth tenant's lane keeps the plain
+`<queue>:<level>` key).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 
 CONSUMER_GROUP = "workers"
+
+
+@functools.lru_cache(maxsize=4096)
+def tenant_id(tenant: str) -> str:
+    """A tenant's name as lanes and the scheduler know it: short, safe in keys ("" stays "")."""
+    return _digest(tenant) if tenant else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +60,7 @@ class Keys:
     @property
     def paused(self) -> str:
         """Set: names of paused queues (puts accepted, workers take none of their jobs)."""
-        return f"{self.prefix}:paused"
+        return f"{self.prefix}:{{sched}}:paused"
 
     @property
     def cancel_channel(self) -> str:
@@ -95,8 +108,51 @@ class Keys:
         """Pub/sub channel announcing freed slots (payload: the limit's name)."""
         return f"{self.prefix}:limit-released"
 
+    # -- the scheduler (scheduler.py): one hash tag, so its scripts stay in one slot -----
+    def ready_tenants(self, level: int) -> str:
+        """Sorted set: ids of the tenants with lanes that may hold work at `level` -> pass
+        (the virtual time of their share: the lowest is served next)."""
+        return f"{self.prefix}:{{sched}}:{level}:tenants"
+
+    def ready_queues_prefix(self, level: int) -> str:
+        """Prefix of the sorted sets (one per tenant id) of a tenant's queues that may hold
+        work at `level` -> pass within the tenant's share."""
+        return f"{self.prefix}:{{sched}}:{level}:queues:"
+
+    def ready_queues(self, level: int, tenant: str) -> str:
+        return self.ready_queues_prefix(level) + tenant
+
+    def lane_marks(self, level: int) -> str:
+        """Hash: `<tenant id>|<queue>` -> how many times the lane was marked ready (never
+        reset: a lane is dropped from the ready sets only if no mark came since its read)."""
+        return f"{self.prefix}:{{sched}}:{level}:marks"
+
+    def passes(self, level: int) -> str:
+        """Hash: `vt` the level's virtual time; `t:<tenant id>` a tenant's last pass;
+        `vt:<tenant id>` its queues' virtual time; `q:<tenant id>|<queue>` a queue's pass."""
+        return f"{self.prefix}:{{sched}}:{level}:passes"
+
+    def wake(self, level: int) -> str:
+        """List: tokens pushed when work is put at `level`; idle workers block on it."""
+        return f"{self.prefix}:{{sched}}:{level}:wake"
+
+    @property
+    def weights(self) -> str:
+        """Hash: `t:<tenant id>` a tenant's weight (keys file), `q:<queue>` a queue's
+        (routing file); 1 when absent."""
+        return f"{self.prefix}:{{sched}}:weights"
+
+    @property
+    def active_lanes(self) -> str:
+        """Sorted set: `<level>|<tenant id>|<queue>` of lanes read from -> when (ms); where
+        workers look for entries of silent workers to take over."""
+        return f"{self.prefix}:{{sched}}:active"
+
     # -- per queue ----------------------------------------------------------------
-    def stream(self, queue: str, level: int) -> str:
+    def stream(self, queue: str, level: int, tenant: str = "") -> str:
+        """A lane: the level stream of one tenant (`tenant_id`) on the queue."""
+        if tenant:
+            return f"{self.prefix}:{{{queue}}}:{level}:{tenant}"
         return f"{self.prefix}:{{{queue}}}:{level}"
 
     # -- files (files.py): a file's keys share the hash tag {file:<id>} ------------------
@@ -172,6 +228,22 @@ class Keys:
     def dead_letters(self) -> str:
         """Sorted set: `queue/task id` of callbacks given up on -> when (ms)."""
         return f"{self.prefix}:dead-letters"
+
+    # -- usage accounting (usage.py) -------------------------------------------------------
+    def usage_hour(self, tenant: str, hour: int) -> str:
+        """Hash: a tenant's usage in one hour (`hour`: epoch seconds // 3600), field
+        `[queue, model, route, kind]` (JSON) -> count; expires after the usage retention."""
+        return f"{self.prefix}:usage:{_digest(tenant)}:{hour}"
+
+    @property
+    def usage_tenants(self) -> str:
+        """Set: the tenants with usage kept (whose hours an admin's read looks at)."""
+        return f"{self.prefix}:usage:tenants"
+
+    @property
+    def usage_totals(self) -> str:
+        """Hash: all-time usage, field `[tenant, queue, model, route, kind]` (JSON) -> count."""
+        return f"{self.prefix}:usage:totals"
 
     def queue_stats(self, queue: str) -> str:
         """Hash: statistic (`name|label=value|...`) -> count or sum (see statistics.py)."""

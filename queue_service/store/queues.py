@@ -1,6 +1,7 @@
 """The queue registry: each queue name's small integer id (it appears in task ids), its
-level streams and consumer group, which tenants use it, and whether it is paused. There are
-at most `max_queues` of them; a queue idle long enough is removed (`remove_if_idle`)."""
+lanes (a stream per tenant and level) and consumer group, which tenants use it, and whether
+it is paused. There are at most `max_queues` of them; a queue idle long enough is removed
+(`remove_if_idle`)."""
 
 from __future__ import annotations
 
@@ -13,16 +14,20 @@ from redis.exceptions import ResponseError
 from queue_service.errors import TooManyQueues
 from queue_service.timing import now_ms
 
-from .keys import CONSUMER_GROUP, Keys
+from .keys import CONSUMER_GROUP, Keys, tenant_id
 from .lua import LuaScripts
+from .scheduler import Lane, Scheduler
 
 
 class QueueRegistry:
-    def __init__(self, redis: Redis, keys: Keys, lua: LuaScripts, max_queues: int = 0) -> None:
+    def __init__(
+        self, redis: Redis, keys: Keys, lua: LuaScripts, scheduler: Scheduler, max_queues: int = 0
+    ) -> None:
         self._redis = redis
         self.max_queues = max_queues
         self._keys = keys
         self._lua = lua
+        self._scheduler = scheduler
         self._ids: dict[str, int] = {}
         self._names: dict[int, str] = {}
 
@@ -83,6 +88,19 @@ class QueueRegistry:
     async def exists(self, name: str) -> bool:
         return bool(await cast(Awaitable[int], self._redis.hexists(self._keys.queue_ids, name)))
 
+    async def tenants(self, name: str) -> set[str]:
+        """The tenants that have put jobs on the queue (by name)."""
+        tenants = self._keys.queue_tenants(name)
+        members = await cast(Awaitable[set[bytes]], self._redis.smembers(tenants))
+        return {member.decode() for member in members}
+
+    async def lanes(self, name: str) -> list[Lane]:
+        """Every lane of the queue: each tenant's at each level (the no-auth tenant's always)."""
+        return lanes_of(name, await self.tenants(name))
+
+    def lane_key(self, lane: Lane) -> str:
+        return self._keys.stream(lane.queue, lane.level, lane.tenant)
+
     async def used_by(self, name: str, tenant: str) -> bool:
         """Whether `tenant` has put jobs on the queue (and so may read its figures)."""
         tenants = self._keys.queue_tenants(name)
@@ -101,17 +119,21 @@ class QueueRegistry:
             await cast(Awaitable[int], self._redis.sadd(self._keys.paused, name))
         else:
             await cast(Awaitable[int], self._redis.srem(self._keys.paused, name))
+            await self._scheduler.mark_queue(name, {""} | await self.tenants(name))
         await self._redis.publish(self._keys.new_queue_channel, name)  # workers look again
 
     async def remove_if_idle(self, name: str, idle_s: float) -> bool:
         """Remove the queue (its streams, figures and registration) when nothing waits, runs
         or is owed on it and its last task record expired `idle_s` seconds ago or more."""
         keys = self._keys
+        tenants = await self.tenants(name)
+        lanes = lanes_of(name, tenants)
         removed = await self._lua.remove_queue(
             ids=keys.queue_ids,
             names=keys.queue_names,
             meta=keys.queue_meta(name),
-            streams=(keys.stream(name, 0), keys.stream(name, 1)),
+            lanes=[self.lane_key(lane) for lane in lanes],
+            tenant_count=len(tenants),
             stats=keys.queue_stats(name),
             tenants=keys.queue_tenants(name),
             callbacks_due=keys.callbacks_due(name),
@@ -130,11 +152,9 @@ class QueueRegistry:
     async def ensure_groups(self, name: str) -> bool:
         """Create a registered queue's level streams and group if missing (Redis lost them);
         False, creating nothing, when the queue is not registered (any more)."""
-        keys = self._keys
+        lanes = [self.lane_key(lane) for lane in await self.lanes(name)]
         return await self._lua.ensure_groups(
-            meta=keys.queue_meta(name),
-            streams=(keys.stream(name, 0), keys.stream(name, 1)),
-            group=CONSUMER_GROUP,
+            meta=self._keys.queue_meta(name), lanes=lanes, group=CONSUMER_GROUP
         )
 
     def _remember(self, name: str, queue_id: int) -> None:
@@ -146,3 +166,9 @@ class QueueRegistry:
         queue_id = self._ids.pop(name, None)
         if queue_id is not None and self._names.get(queue_id) == name:
             del self._names[queue_id]
+
+
+def lanes_of(queue: str, tenants: set[str]) -> list[Lane]:
+    """The lanes of a queue used by these tenants (by name), and the no-auth tenant's."""
+    ids = sorted({""} | {tenant_id(tenant) for tenant in tenants})
+    return [Lane(queue, level, tenant) for tenant in ids for level in (0, 1)]

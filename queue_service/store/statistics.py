@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 
 from .heartbeats import Heartbeats
 from .keys import CONSUMER_GROUP, Keys
-from .queues import QueueRegistry
+from .queues import QueueRegistry, lanes_of
 from .records import Outcome, TaskRecord
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -90,49 +90,71 @@ class Statistics:
         )
 
     async def level(self, queue: str, level: int) -> dict[str, Any]:
-        """A level stream's waiting and in-flight jobs, and the oldest waiting one's age."""
-        stream = self._keys.stream(queue, level)
-        length = await self._redis.xlen(stream)
-        if not length:  # nothing waits or runs (the stream may not even exist)
-            return {"waiting": 0, "in_flight": 0, "oldest_waiting_s": None}
-        pending = (await self._redis.xpending(stream, CONSUMER_GROUP))["pending"]
-        oldest_age = None
+        """A level's waiting and in-flight jobs (over its tenants' lanes), and the oldest
+        waiting one's age."""
+        waiting = in_flight = 0
+        oldest_ms: int | None = None
+        for lane in await self._queues.lanes(queue):
+            if lane.level != level:
+                continue
+            stream = self._queues.lane_key(lane)
+            length = await self._redis.xlen(stream)
+            if not length:  # nothing waits or runs (the stream may not even exist)
+                continue
+            pending = (await self._redis.xpending(stream, CONSUMER_GROUP))["pending"]
+            waiting += max(length - pending, 0)
+            in_flight += pending
+            first = await self._first_waiting(stream, length, pending)
+            if first is not None and (oldest_ms is None or first < oldest_ms):
+                oldest_ms = first
+        oldest_age = None if oldest_ms is None else round(time.time() - oldest_ms / 1000, 3)
+        return {"waiting": waiting, "in_flight": in_flight, "oldest_waiting_s": oldest_age}
+
+    async def _first_waiting(self, stream: str, length: int, pending: int) -> int | None:
+        """When the lane's oldest entry not handed out yet was put (ms), if it has one."""
+        if length <= pending:
+            return None
         groups = await self._redis.xinfo_groups(stream)
         last = next(
             (g["last-delivered-id"] for g in groups if g["name"] == CONSUMER_GROUP.encode()),
             None,
         )
-        if last is not None and length > pending:
-            first = await self._redis.xrange(stream, min=b"(" + last, count=1)
-            if first:
-                oldest_age = round(time.time() - int(first[0][0].split(b"-")[0]) / 1000, 3)
-        return {
-            "waiting": max(length - pending, 0),
-            "in_flight": pending,
-            "oldest_waiting_s": oldest_age,
-        }
+        if last is None:
+            return None
+        first = await self._redis.xrange(stream, min=b"(" + last, count=1)
+        return int(first[0][0].split(b"-")[0]) if first else None
 
     async def snapshot(self, queues: list[str]) -> dict[str, QueueSnapshot]:
-        """Every given queue's levels and counts, in one round trip (a pipeline)."""
+        """Every given queue's levels and counts, in two round trips (pipelines)."""
         async with self._redis.pipeline(transaction=False) as pipe:
             for queue in queues:
-                for level in (0, 1):
-                    stream = self._keys.stream(queue, level)
+                pipe.smembers(self._keys.queue_tenants(queue))
+            tenants = await pipe.execute(raise_on_error=False)
+        lanes = {
+            queue: lanes_of(
+                queue, {t.decode() for t in members} if isinstance(members, set) else set()
+            )
+            for queue, members in zip(queues, tenants, strict=True)
+        }
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for queue in queues:
+                for lane in lanes[queue]:
+                    stream = self._queues.lane_key(lane)
                     pipe.xlen(stream)
                     pipe.xpending(stream, CONSUMER_GROUP)
                 pipe.hgetall(self._keys.queue_stats(queue))
-            replies = await pipe.execute(raise_on_error=False)
+            replies = iter(await pipe.execute(raise_on_error=False))
         snapshots = {}
-        per_queue = 5
-        for index, queue in enumerate(queues):
-            row = replies[index * per_queue : (index + 1) * per_queue]
-            levels = {}
-            for level in (0, 1):
-                length, pending = row[2 * level], row[2 * level + 1]
+        for queue in queues:
+            levels = {0: (0, 0), 1: (0, 0)}
+            for lane in lanes[queue]:
+                length, pending = next(replies), next(replies)
                 length = length if isinstance(length, int) else 0
-                in_flight = pending["pending"] if isinstance(pending, dict) else 0
-                levels[level] = (max(length - in_flight, 0), in_flight)
-            raw = row[4] if isinstance(row[4], dict) else {}
+                flying = pending["pending"] if isinstance(pending, dict) else 0
+                waiting, in_flight = levels[lane.level]
+                levels[lane.level] = (waiting + max(length - flying, 0), in_flight + flying)
+            raw = next(replies)
+            raw = raw if isinstance(raw, dict) else {}
             counts = {name.decode(): float(value) for name, value in raw.items()}
             snapshots[queue] = QueueSnapshot(levels, counts)
         return snapshots

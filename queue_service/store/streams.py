@@ -1,19 +1,20 @@
-"""A worker's side of the level streams: reading entries as consumer of the group, keeping
-its own entries alive, and taking over those of workers that went silent.
+"""A worker's side of the lanes (a queue's stream of one tenant at one level): reading
+entries as consumer of the group from the lane the scheduler picked, waiting for work,
+keeping its own entries alive, and taking over those of workers that went silent.
 
 An entry a worker has read stays in the group's pending list until acknowledged. A live
 worker touches its in-flight entries (XCLAIM ... JUSTID, which resets their idle time)
 every third of the visibility timeout; an entry idle for longer than the timeout belongs to
 a worker that died, and XAUTOCLAIM hands it to whoever asks next.
 
-Blocking reads run on a connection of their own, so another connection can end them at
-once (CLIENT UNBLOCK) when what the worker wants to read changes.
+Waiting for work (BLPOP on the levels' wake lists) runs on a connection of its own, so
+another connection can end it at once (CLIENT UNBLOCK) when what the worker may take changes.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -23,14 +24,12 @@ from redis.exceptions import ResponseError
 from queue_service.errors import StreamsLost
 
 from .keys import CONSUMER_GROUP, Keys
+from .scheduler import Lane
 
 log = logging.getLogger("queue_service.store.streams")
 
 RECLAIM_SCANS = 100
 """Most XAUTOCLAIM calls one take-over makes while looking through a long pending list."""
-
-Source = tuple[str, int]
-"""A level stream, as (queue, level)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +42,12 @@ class StreamEntry:
     task_id: str
     deliveries: int = 1
     """How many times the entry was handed to a worker (more than once: a worker was lost)."""
+    tenant: str = ""
+    """The id of the tenant whose lane holds the entry (`keys.tenant_id`)."""
+
+    @property
+    def lane(self) -> Lane:
+        return Lane(self.queue, self.level, self.tenant)
 
 
 class StreamReader:
@@ -60,48 +65,45 @@ class StreamReader:
         self.consumer = consumer
         self.visibility_ms = int(visibility_timeout * 1000)
         self._blocking_client_id: int | None = None
-        self._stream_keys: dict[Source, str] = {}
-        self._sources: dict[bytes, Source] = {}
+        self._lane_keys: dict[Lane, str] = {}
 
-    def _key(self, source: Source) -> str:
-        key = self._stream_keys.get(source)
+    def _key(self, lane: Lane) -> str:
+        key = self._lane_keys.get(lane)
         if key is None:
-            key = self._stream_keys[source] = self._keys.stream(*source)
-            self._sources[key.encode()] = source
+            key = self._lane_keys[lane] = self._keys.stream(lane.queue, lane.level, lane.tenant)
         return key
 
-    async def read(
-        self, sources: list[Source], count: int, block_ms: int | None
-    ) -> list[StreamEntry]:
-        """New entries of these streams, up to `count` from each, waiting up to `block_ms`."""
-        if not sources:
-            return []
-        if block_ms is not None and self._blocking_client_id is None:
-            self._blocking_client_id = int(await self._blocking.client_id())
-        redis = self._blocking if block_ms is not None else self._redis
+    async def read(self, lane: Lane, count: int) -> list[StreamEntry]:
+        """Up to `count` entries of the lane never handed to a worker before."""
         try:
-            reply = await redis.xreadgroup(
-                CONSUMER_GROUP,
-                self.consumer,
-                {self._key(source): ">" for source in sources},
-                count=count,
-                block=block_ms,
+            reply = await self._redis.xreadgroup(
+                CONSUMER_GROUP, self.consumer, {self._key(lane): ">"}, count=count
             )
         except ResponseError as exc:
             raise _lost_or(exc) from exc
+        entries = []
+        for _, items in cast(list[Any], reply or []):
+            for entry_id, fields in items:
+                task = fields.get(b"task", b"").decode() if fields else ""
+                entries.append(
+                    StreamEntry(lane.queue, lane.level, entry_id.decode(), task, 1, lane.tenant)
+                )
+        return entries
+
+    async def wait_for_work(self, levels: list[int], wait_s: float) -> None:
+        """Return when work was put at one of `levels` (or a wake token waited already),
+        after `wait_s` seconds, or when interrupted."""
+        if self._blocking_client_id is None:
+            self._blocking_client_id = int(await self._blocking.client_id())
+        try:
+            wakes = [self._keys.wake(level) for level in levels]
+            await cast(Awaitable[Any], self._blocking.blpop(wakes, wait_s))  # type: ignore[arg-type]
         except Exception:
             self._blocking_client_id = None  # reconnected: a new id
             raise
-        entries = []
-        for stream, items in cast(list[Any], reply or []):
-            queue, level = self._sources[stream]
-            for entry_id, fields in items:
-                task = fields.get(b"task", b"").decode() if fields else ""
-                entries.append(StreamEntry(queue, level, entry_id.decode(), task))
-        return entries
 
     async def interrupt(self) -> None:
-        """End a blocked read at once (it returns no entries)."""
+        """End a wait for work at once."""
         client_id = self._blocking_client_id
         if client_id is not None:
             await self._redis.client_unblock(client_id)
@@ -110,7 +112,7 @@ class StreamReader:
         """Reset the idle time of the entries this worker is running."""
         by_stream: dict[str, list[int | bytes | str | memoryview]] = {}
         for entry in entries:
-            by_stream.setdefault(self._key((entry.queue, entry.level)), []).append(entry.entry_id)
+            by_stream.setdefault(self._key(entry.lane), []).append(entry.entry_id)
         if not by_stream:
             return
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -118,12 +120,26 @@ class StreamReader:
                 pipe.xclaim(stream, CONSUMER_GROUP, self.consumer, 0, ids, justid=True)
             await pipe.execute()
 
-    async def reclaim(self, source: Source, count: int) -> list[StreamEntry]:
+    async def holders(self, lanes: list[Lane]) -> list[set[str]]:
+        """For each lane, the consumers (worker names) holding entries of it, in one round
+        trip."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for lane in lanes:
+                pipe.xpending(self._key(lane), CONSUMER_GROUP)
+            summaries = await pipe.execute(raise_on_error=False)
+        return [
+            {c["name"].decode() for c in summary.get("consumers") or []}
+            if isinstance(summary, dict)
+            else set()
+            for summary in summaries
+        ]
+
+    async def reclaim(self, lane: Lane, count: int) -> list[StreamEntry]:
         """Take over up to `count` entries idle past the visibility timeout.
 
         Entries deleted meanwhile (their task was cancelled) are acknowledged and skipped.
         """
-        stream = self._key(source)
+        stream = self._key(lane)
         claimed: list[tuple[bytes, dict[bytes, bytes] | None]] = []
         cursor: bytes | str = "0-0"
         for _ in range(RECLAIM_SCANS):  # each XAUTOCLAIM looks at 10 x COUNT pending entries
@@ -156,7 +172,8 @@ class StreamReader:
         for entry_id, fields in live:
             text_id = entry_id.decode()
             task = fields.get(b"task", b"").decode()
-            taken.append(StreamEntry(*source, text_id, task, deliveries.get(text_id, 1)))
+            delivered = deliveries.get(text_id, 1)
+            taken.append(StreamEntry(lane.queue, lane.level, text_id, task, delivered, lane.tenant))
             log.warning("took over %s (task %s) from a silent worker", text_id, task)
         return taken
 

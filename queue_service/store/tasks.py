@@ -29,12 +29,14 @@ from queue_service.timing import now_ms
 
 from .events import encode_done
 from .ids import TaskId, TaskIdFactory
-from .keys import CONSUMER_GROUP, Keys
+from .keys import CONSUMER_GROUP, Keys, tenant_id
 from .ledger import CALLBACK_SETTLE_MS
 from .lua import LuaScripts
 from .queues import QueueRegistry
 from .records import UPSTREAM_KEY_FIELD, Outcome, TaskRecord
+from .scheduler import Scheduler
 from .statistics import field, finish_counts
+from .streams import StreamEntry
 
 log = logging.getLogger("queue_service.store.tasks")
 
@@ -79,6 +81,7 @@ class Tasks:
         lua: LuaScripts,
         queues: QueueRegistry,
         ids: TaskIdFactory,
+        scheduler: Scheduler,
         retention_s: int,
         max_waiting: int = 0,
     ) -> None:
@@ -87,6 +90,7 @@ class Tasks:
         self._lua = lua
         self._queues = queues
         self._ids = ids
+        self._scheduler = scheduler
         self.retention_ms = retention_s * 1000
         self.max_waiting = max_waiting
 
@@ -148,9 +152,10 @@ class Tasks:
         if entry is None:
             raise QueueFull(
                 f"queue {queue} level {job.level} already holds {self.max_waiting} waiting "
-                "jobs; retry later",
+                "jobs of this tenant; retry later",
                 retry_after=QUEUE_FULL_RETRY_AFTER,
             )
+        await self._scheduler.mark(queue, job.level, tenant_id(submission.tenant))
         mode = job.response_mode.value
         log.info("task %s queued (queue %s, level %d, mode %s)", text_id, queue, job.level, mode)
         return text_id
@@ -184,7 +189,7 @@ class Tasks:
         return functools.partial(
             self._lua.put,
             task=self._keys.task(queue, text_id),
-            stream=self._keys.stream(queue, level),
+            stream=self._keys.stream(queue, level, tenant_id(tenant)),
             stats=self._keys.queue_stats(queue),
             tenants=self._keys.queue_tenants(queue),
             meta=self._keys.queue_meta(queue),
@@ -251,7 +256,7 @@ class Tasks:
         labels = {"level": record.level, "mode": record.mode.value}
         previous = await self._lua.stop(
             task=self._keys.task(record.queue, text_id),
-            stream=self._keys.stream(record.queue, record.level),
+            stream=self._record_stream(record),
             stats=self._keys.queue_stats(record.queue),
             followed=self._keys.followed(record.queue),
             now_ms=now_ms(),
@@ -309,23 +314,26 @@ class Tasks:
         )
         return TaskRecord.from_hash(raw) if raw else None
 
-    async def ack(self, queue: str, level: int, entry: str) -> None:
+    async def ack(self, entry: StreamEntry) -> None:
         """Acknowledge and delete a stream entry whose task needs no (more) work."""
-        stream = self._keys.stream(queue, level)
+        stream = self._keys.stream(entry.queue, entry.level, entry.tenant)
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.xack(stream, CONSUMER_GROUP, entry)
-            pipe.xdel(stream, entry)
+            pipe.xack(stream, CONSUMER_GROUP, entry.entry_id)
+            pipe.xdel(stream, entry.entry_id)
             await pipe.execute()
 
-    async def requeue(self, queue: str, level: int, text_id: str, entry: str) -> bool:
-        """Give an unfinished job back to the queue at once (see `lua/requeue.lua`)."""
-        return await self._lua.requeue(
-            task=self._keys.task(queue, text_id),
-            stream=self._keys.stream(queue, level),
-            entry=entry,
+    async def requeue(self, entry: StreamEntry) -> bool:
+        """Give an unfinished job back to its lane at once (see `lua/requeue.lua`)."""
+        requeued = await self._lua.requeue(
+            task=self._keys.task(entry.queue, entry.task_id),
+            stream=self._keys.stream(entry.queue, entry.level, entry.tenant),
+            entry=entry.entry_id,
             group=CONSUMER_GROUP,
-            task_id=text_id,
+            task_id=entry.task_id,
         )
+        if requeued:
+            await self._scheduler.mark(entry.queue, entry.level, entry.tenant)
+        return requeued
 
     async def publish(self, queue: str, text_id: str, event: bytes) -> None:
         """Send an event (`events.encode_*`) to whoever waits on the task."""
@@ -347,7 +355,7 @@ class Tasks:
         queue, text_id = record.queue, record.task_id
         return await self._lua.finish(
             task=self._keys.task(queue, text_id),
-            stream=self._keys.stream(queue, record.level),
+            stream=self._record_stream(record),
             callbacks_due=self._keys.callbacks_due(queue),
             stats=self._keys.queue_stats(queue),
             followed=self._keys.followed(queue),
@@ -363,6 +371,9 @@ class Tasks:
             outcome=outcome.fields(finished),
             statistics=finish_counts(record, outcome, finished),
         )
+
+    def _record_stream(self, record: TaskRecord) -> str:
+        return self._keys.stream(record.queue, record.level, tenant_id(record.tenant))
 
 
 def _digest(tenant: str, key: str) -> str:

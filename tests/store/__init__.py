@@ -10,6 +10,10 @@ from redis.asyncio import Redis
 
 from queue_service.models import PutRequest, ResponseMode
 from queue_service.store import Store, Submission
+from queue_service.store.keys import tenant_id
+
+ALICE = tenant_id("alice")
+"""The id of the tenant `submit` puts jobs for unless told: its lanes carry it."""
 
 
 def put_request(

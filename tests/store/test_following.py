@@ -7,11 +7,11 @@ import orjson
 from redis.asyncio import Redis
 
 from queue_service.models import ResponseMode, Status
-from queue_service.store import Keys, Outcome, Store, StreamReader, TaskRecord
+from queue_service.store import Keys, Lane, Outcome, Store, StreamReader, TaskRecord
 from queue_service.store.keys import CONSUMER_GROUP
 from queue_service.timing import now_ms
 
-from . import listening, put_request, submit
+from . import ALICE, listening, put_request, submit
 
 MJ = "/mj/submit/imagine"
 
@@ -19,7 +19,7 @@ MJ = "/mj/submit/imagine"
 async def running(store: Store, reader: StreamReader, mode: ResponseMode) -> TaskRecord:
     """A task on queue `q` read by a worker and started (its submit is under way)."""
     await submit(store, put_request("q", mode, endpoint=MJ, data={"prompt": "cat"}))
-    (entry,) = await reader.read([("q", 0)], 1, None)
+    (entry,) = await reader.read(Lane("q", 0, ALICE), 1)
     record = await store.tasks.start("q", entry.task_id, reader.consumer)
     assert record is not None
     return record
@@ -39,7 +39,7 @@ async def test_hand_over_acks_the_entry_stores_the_upstream_id_and_publishes(
         fields = {"upstream_task_id": "1320098173412546", "progress_at": 5}
         assert await store.following.hand_over(record, record.entry, fields, 12345, b"head")
         assert await next_message() == (channel, b"head")
-    stream = Keys(prefix).stream("q", 0)
+    stream = Keys(prefix).stream("q", 0, ALICE)
     assert (await redis.xpending(stream, CONSUMER_GROUP))["pending"] == 0
     assert await redis.xlen(stream) == 0
     assert await followed(redis, prefix) == {record.task_id: 12345}
@@ -121,4 +121,6 @@ async def test_a_task_handed_over_after_it_was_cancelled_is_not_followed(
         record, record.entry, {"upstream_task_id": "u"}, 1, b""
     )
     assert await followed(redis, prefix) == {}
-    assert (await redis.xpending(Keys(prefix).stream("q", 0), CONSUMER_GROUP))["pending"] == 0
+    assert (await redis.xpending(Keys(prefix).stream("q", 0, ALICE), CONSUMER_GROUP))[
+        "pending"
+    ] == 0

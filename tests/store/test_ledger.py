@@ -6,19 +6,19 @@ import pytest
 from redis.asyncio import Redis
 
 from queue_service.models import CallbackState, ResponseMode, Status
-from queue_service.store import Keys, Outcome, Store, StreamReader, TaskRecord
+from queue_service.store import Keys, Lane, Outcome, Store, StreamReader, TaskRecord
 from queue_service.store.ledger import CALLBACK_SETTLE_MS
 from queue_service.store.statistics import field
 from queue_service.timing import now_ms
 
-from . import put_request, submit
+from . import ALICE, put_request, submit
 
 
 @pytest.fixture
 async def finished(store: Store, reader: StreamReader) -> TaskRecord:
     """A callback job that ran: its callback is due."""
     submission = await submit(store, put_request("q", ResponseMode.CALLBACK))
-    (entry,) = await reader.read([("q", 0)], 1, None)
+    (entry,) = await reader.read(Lane("q", 0, ALICE), 1)
     record = await store.tasks.start("q", entry.task_id, reader.consumer)
     assert record is not None
     assert await store.tasks.finish(record, entry.entry_id, Outcome(Status.SUCCEEDED, 200, b"{}"))

@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from queue_service.store import Keys, Store
 from queue_service.store.keys import CONSUMER_GROUP
 
-from . import listening, put_request, submit
+from . import ALICE, listening, put_request, submit
 
 
 @pytest.fixture
@@ -51,13 +51,16 @@ async def test_a_new_queue_gets_both_level_streams_with_the_group(
     for level in (0, 1):
         groups = await redis.xinfo_groups(Keys(prefix).stream("alpha", level))
         assert [group["name"] for group in groups] == [CONSUMER_GROUP.encode()]
+    await submit(store, put_request("alpha"))  # a tenant's first put makes its lane
+    groups = await redis.xinfo_groups(Keys(prefix).stream("alpha", 0, ALICE))
+    assert [group["name"] for group in groups] == [CONSUMER_GROUP.encode()]
 
 
 async def test_ensure_groups_is_idempotent_and_keeps_what_was_read(
     store: Store, redis: Redis, prefix: str
 ) -> None:
     await submit(store, put_request("alpha"))
-    stream = Keys(prefix).stream("alpha", 0)
+    stream = Keys(prefix).stream("alpha", 0, ALICE)
     await redis.xreadgroup(CONSUMER_GROUP, "w", {stream: ">"}, count=1)
     await store.queues.ensure_groups("alpha")
     await store.queues.ensure_groups("alpha")

@@ -9,7 +9,7 @@ import pytest
 from redis.asyncio import Redis
 
 from queue_service.models import ResponseMode, Status
-from queue_service.store import Keys, Outcome, Store, StreamReader, TaskRecord
+from queue_service.store import Keys, Lane, Outcome, Store, StreamReader, TaskRecord
 from queue_service.store.statistics import (
     BUCKETS,
     cumulative,
@@ -19,12 +19,12 @@ from queue_service.store.statistics import (
     parse_field,
 )
 
-from . import put_request, submit
+from . import ALICE, put_request, submit
 
 
 async def run(store: Store, reader: StreamReader, outcome: Outcome, level: int = 0) -> None:
     """Read, start and finish the next entry of `q` as a worker."""
-    (entry,) = await reader.read([("q", level)], 1, None)
+    (entry,) = await reader.read(Lane("q", level, ALICE), 1)
     record = await store.tasks.start("q", entry.task_id, reader.consumer)
     assert record is not None
     assert await store.tasks.finish(record, entry.entry_id, outcome)
@@ -114,12 +114,12 @@ async def test_level_waiting_in_flight_and_oldest_waiting(
     first = time.time()
     for _ in range(3):
         await submit(store)
-    await reader.read([("q", 0)], 1, None)
+    await reader.read(Lane("q", 0, ALICE), 1)
     level = await store.statistics.level("q", 0)
     assert (level["waiting"], level["in_flight"]) == (2, 1)
     # the oldest waiting job is the second one submitted, not the one in flight
     assert 0 <= level["oldest_waiting_s"] <= time.time() - first + 0.01
-    await reader.read([("q", 0)], 2, None)
+    await reader.read(Lane("q", 0, ALICE), 2)
     assert await store.statistics.level("q", 0) == {
         "waiting": 0,
         "in_flight": 3,
@@ -132,8 +132,8 @@ async def test_oldest_waiting_is_the_age_of_the_first_undelivered_entry(
 ) -> None:
     for _ in range(2):
         await submit(store)
-    await reader.read([("q", 0)], 1, None)
-    (_, (second, _)) = await redis.xrange(Keys(prefix).stream("q", 0))
+    await reader.read(Lane("q", 0, ALICE), 1)
+    (_, (second, _)) = await redis.xrange(Keys(prefix).stream("q", 0, ALICE))
     added_s = int(second.split(b"-")[0]) / 1000
     monkeypatch.setattr(
         "queue_service.store.statistics.time", SimpleNamespace(time=lambda: added_s + 42.5)

@@ -1,5 +1,5 @@
-"""A worker's reads of the level streams: entries, blocking reads woken by a submit or
-interrupted at once, touching entries alive, and taking over those of a silent worker."""
+"""A worker's reads of the lanes: entries, waits for work woken by a put or interrupted at
+once, touching entries alive, and taking over those of a silent worker."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import pytest
 from redis.asyncio import Redis
 
 from queue_service.models import ResponseMode
-from queue_service.store import Keys, Store, StreamEntry, StreamReader
-from queue_service.store.keys import CONSUMER_GROUP
+from queue_service.store import Keys, Lane, Store, StreamEntry, StreamReader
+from queue_service.store.keys import CONSUMER_GROUP, tenant_id
 from tests.helpers import eventually
 
-from . import put_request, submit
+from . import ALICE, put_request, submit
 
 LONG_BLOCK_MS = 20_000
 """Longer than any test may take: a read that returns did not time out."""
@@ -60,37 +60,33 @@ async def make_idle(
     )
 
 
-async def test_read_returns_entries_with_queue_level_and_task_id(
+async def test_read_returns_a_lanes_entries_with_queue_level_tenant_and_task_id(
     store: Store, reader: StreamReader
 ) -> None:
     online = await submit(store, put_request("q"))
     offline = await submit(store, put_request("q", ResponseMode.CALLBACK, level=1))
-    other_queue = await submit(store, put_request("r"))
-    entries = await reader.read([("q", 0), ("q", 1), ("r", 0)], 10, None)
-    assert sorted((e.queue, e.level, e.task_id, e.deliveries) for e in entries) == [
-        ("q", 0, online.text_id, 1),
-        ("q", 1, offline.text_id, 1),
-        ("r", 0, other_queue.text_id, 1),
+    bobs = await submit(store, put_request("q"), tenant="bob")
+    mine = await reader.read(Lane("q", 0, tenant_id("alice")), 10)
+    assert [(e.queue, e.level, e.task_id, e.deliveries, e.tenant) for e in mine] == [
+        ("q", 0, online.text_id, 1, tenant_id("alice"))
     ]
-    for entry in entries:
+    (theirs,) = await reader.read(Lane("q", 0, tenant_id("bob")), 10)
+    assert theirs.task_id == bobs.text_id
+    (later,) = await reader.read(Lane("q", 1, tenant_id("alice")), 10)
+    assert later.task_id == offline.text_id
+    for entry in (*mine, theirs, later):
         record = await store.tasks.load(entry.queue, entry.task_id)
         assert record is not None
         assert record.entry == entry.entry_id
-    assert await reader.read([("q", 0), ("q", 1), ("r", 0)], 10, None) == []
+    assert await reader.read(Lane("q", 0, tenant_id("alice")), 10) == []
 
 
-async def test_read_takes_up_to_count_per_stream_in_order(
-    store: Store, reader: StreamReader
-) -> None:
+async def test_read_takes_up_to_count_in_order(store: Store, reader: StreamReader) -> None:
     submitted = [(await submit(store)).text_id for _ in range(3)]
-    first = await reader.read([("q", 0)], 2, None)
-    rest = await reader.read([("q", 0)], 2, None)
+    first = await reader.read(Lane("q", 0, ALICE), 2)
+    rest = await reader.read(Lane("q", 0, ALICE), 2)
     assert [entry.task_id for entry in first + rest] == submitted
     assert len(first) == 2
-
-
-async def test_read_of_no_sources(reader: StreamReader) -> None:
-    assert await reader.read([], 5, 1_000) == []
 
 
 async def test_two_workers_never_get_the_same_entry(
@@ -98,35 +94,42 @@ async def test_two_workers_never_get_the_same_entry(
 ) -> None:
     for _ in range(4):
         await submit(store)
-    mine = await reader.read([("q", 0)], 2, None)
-    theirs = await other.read([("q", 0)], 5, None)
+    mine = await reader.read(Lane("q", 0, ALICE), 2)
+    theirs = await other.read(Lane("q", 0, ALICE), 5)
     assert len(mine) == 2
     assert len(theirs) == 2
     assert not {e.entry_id for e in mine} & {e.entry_id for e in theirs}
 
 
-async def test_a_blocking_read_wakes_on_submit(
+async def test_a_wait_for_work_wakes_on_a_put_at_its_levels(
     store: Store, reader: StreamReader, redis: Redis
 ) -> None:
-    await store.queues.id("q")
-    read = asyncio.create_task(reader.read([("q", 0), ("q", 1)], 1, LONG_BLOCK_MS))
+    waiting = asyncio.create_task(reader.wait_for_work([0, 1], LONG_BLOCK_MS / 1000))
     await eventually(lambda: blocked(redis, reader))
-    submission = await submit(store, put_request("q", ResponseMode.CALLBACK, level=1))
-    (entry,) = await asyncio.wait_for(read, 5)
-    assert (entry.queue, entry.level, entry.task_id) == ("q", 1, submission.text_id)
+    await submit(store, put_request("q", ResponseMode.CALLBACK, level=1))
+    await asyncio.wait_for(waiting, 5)
 
 
-async def test_interrupt_ends_a_blocked_read_at_once(
+async def test_a_wait_on_the_online_level_is_not_woken_by_offline_work(
     store: Store, reader: StreamReader, redis: Redis
 ) -> None:
-    await store.queues.id("q")
-    read = asyncio.create_task(reader.read([("q", 0)], 1, LONG_BLOCK_MS))
+    waiting = asyncio.create_task(reader.wait_for_work([0], LONG_BLOCK_MS / 1000))
+    await eventually(lambda: blocked(redis, reader))
+    await submit(store, put_request("q", ResponseMode.CALLBACK, level=1))
+    await submit(store, put_request("q"))
+    await asyncio.wait_for(waiting, 5)
+    assert await redis.llen(store.keys.wake(1)) == 1  # the offline token waits for a taker
+
+
+async def test_interrupt_ends_a_wait_at_once(
+    store: Store, reader: StreamReader, redis: Redis
+) -> None:
+    waiting = asyncio.create_task(reader.wait_for_work([0], LONG_BLOCK_MS / 1000))
     await eventually(lambda: blocked(redis, reader))
     await reader.interrupt()
-    assert await asyncio.wait_for(read, 5) == []
-    submission = await submit(store)  # the reader still works afterwards
-    (entry,) = await reader.read([("q", 0)], 1, LONG_BLOCK_MS)
-    assert entry.task_id == submission.text_id
+    await asyncio.wait_for(waiting, 5)
+    await submit(store)  # the reader still works afterwards
+    await asyncio.wait_for(reader.wait_for_work([0], LONG_BLOCK_MS / 1000), 5)
 
 
 async def test_interrupt_without_a_blocked_read_does_nothing(reader: StreamReader) -> None:
@@ -136,9 +139,9 @@ async def test_interrupt_without_a_blocked_read_does_nothing(reader: StreamReade
 async def test_touch_resets_the_idle_time(
     store: Store, reader: StreamReader, other: StreamReader, redis: Redis, prefix: str
 ) -> None:
-    stream = Keys(prefix).stream("q", 1)
+    stream = Keys(prefix).stream("q", 1, ALICE)
     await submit(store, put_request("q", ResponseMode.CALLBACK, level=1))
-    (entry,) = await reader.read([("q", 1)], 1, None)
+    (entry,) = await reader.read(Lane("q", 1, ALICE), 1)
     await make_idle(redis, stream, entry)
     assert await idle_ms(redis, stream, entry) > VISIBILITY_S * 1000
     await reader.touch([entry])
@@ -155,14 +158,18 @@ async def test_reclaim_takes_entries_idle_past_the_visibility_timeout(
     store: Store, reader: StreamReader, redis: Redis, prefix: str
 ) -> None:
     submission = await submit(store)
-    (lost,) = await reader.read([("q", 0)], 1, None)
+    (lost,) = await reader.read(Lane("q", 0, ALICE), 1)
     quick = store.stream_reader("worker-b", visibility_timeout=0.001)
     try:
-        (taken,) = await eventually(lambda: quick.reclaim(("q", 0), 10))
+        (taken,) = await eventually(lambda: quick.reclaim(Lane("q", 0, ALICE), 10))
     finally:
         await quick.aclose()
-    assert taken == StreamEntry("q", 0, lost.entry_id, submission.text_id, deliveries=2)
-    rows = await redis.xpending_range(Keys(prefix).stream("q", 0), CONSUMER_GROUP, "-", "+", 10)
+    assert taken == StreamEntry(
+        "q", 0, lost.entry_id, submission.text_id, deliveries=2, tenant=ALICE
+    )
+    rows = await redis.xpending_range(
+        Keys(prefix).stream("q", 0, ALICE), CONSUMER_GROUP, "-", "+", 10
+    )
     assert [row["consumer"] for row in rows] == [b"worker-b"]
 
 
@@ -170,12 +177,12 @@ async def test_reclaim_leaves_entries_of_live_workers_alone(
     store: Store, reader: StreamReader, other: StreamReader, redis: Redis, prefix: str
 ) -> None:
     await submit(store)
-    (entry,) = await reader.read([("q", 0)], 1, None)
-    assert await other.reclaim(("q", 0), 10) == []
-    await make_idle(redis, Keys(prefix).stream("q", 0), entry, VISIBILITY_S * 1000 - 1_000)
-    assert await other.reclaim(("q", 0), 10) == []
-    await make_idle(redis, Keys(prefix).stream("q", 0), entry)
-    (taken,) = await other.reclaim(("q", 0), 10)
+    (entry,) = await reader.read(Lane("q", 0, ALICE), 1)
+    assert await other.reclaim(Lane("q", 0, ALICE), 10) == []
+    await make_idle(redis, Keys(prefix).stream("q", 0, ALICE), entry, VISIBILITY_S * 1000 - 1_000)
+    assert await other.reclaim(Lane("q", 0, ALICE), 10) == []
+    await make_idle(redis, Keys(prefix).stream("q", 0, ALICE), entry)
+    (taken,) = await other.reclaim(Lane("q", 0, ALICE), 10)
     assert taken.entry_id == entry.entry_id
 
 
@@ -183,53 +190,53 @@ async def test_a_touched_entry_is_not_taken_over(
     store: Store, reader: StreamReader, other: StreamReader, redis: Redis, prefix: str
 ) -> None:
     await submit(store)
-    (entry,) = await reader.read([("q", 0)], 1, None)
-    await make_idle(redis, Keys(prefix).stream("q", 0), entry)
+    (entry,) = await reader.read(Lane("q", 0, ALICE), 1)
+    await make_idle(redis, Keys(prefix).stream("q", 0, ALICE), entry)
     await reader.touch([entry])
-    assert await other.reclaim(("q", 0), 10) == []
+    assert await other.reclaim(Lane("q", 0, ALICE), 10) == []
 
 
 async def test_reclaim_counts_every_delivery(
     store: Store, reader: StreamReader, other: StreamReader, redis: Redis, prefix: str
 ) -> None:
-    stream = Keys(prefix).stream("q", 0)
+    stream = Keys(prefix).stream("q", 0, ALICE)
     await submit(store)
-    (entry,) = await reader.read([("q", 0)], 1, None)
+    (entry,) = await reader.read(Lane("q", 0, ALICE), 1)
     await make_idle(redis, stream, entry)
-    (first,) = await other.reclaim(("q", 0), 10)
+    (first,) = await other.reclaim(Lane("q", 0, ALICE), 10)
     await make_idle(redis, stream, entry)
-    (second,) = await other.reclaim(("q", 0), 10)
+    (second,) = await other.reclaim(Lane("q", 0, ALICE), 10)
     assert (first.deliveries, second.deliveries) == (2, 3)
 
 
 async def test_reclaim_takes_at_most_count_oldest_first(
     store: Store, reader: StreamReader, other: StreamReader, redis: Redis, prefix: str
 ) -> None:
-    stream = Keys(prefix).stream("q", 0)
+    stream = Keys(prefix).stream("q", 0, ALICE)
     for _ in range(3):
         await submit(store)
-    entries = await reader.read([("q", 0)], 3, None)
+    entries = await reader.read(Lane("q", 0, ALICE), 3)
     for entry in entries:
         await make_idle(redis, stream, entry)
-    first = await other.reclaim(("q", 0), 2)
-    rest = await other.reclaim(("q", 0), 2)
+    first = await other.reclaim(Lane("q", 0, ALICE), 2)
+    rest = await other.reclaim(Lane("q", 0, ALICE), 2)
     assert [entry.entry_id for entry in first + rest] == [entry.entry_id for entry in entries]
-    assert await other.reclaim(("q", 0), 2) == []
+    assert await other.reclaim(Lane("q", 0, ALICE), 2) == []
 
 
 async def test_reclaim_acks_and_skips_entries_deleted_meanwhile(
     store: Store, reader: StreamReader, other: StreamReader, redis: Redis, prefix: str
 ) -> None:
-    stream = Keys(prefix).stream("q", 0)
+    stream = Keys(prefix).stream("q", 0, ALICE)
     cancelled = await submit(store)
     kept = await submit(store)
-    entries = await reader.read([("q", 0)], 2, None)  # read, not yet started: still queued
+    entries = await reader.read(Lane("q", 0, ALICE), 2)  # read, not yet started: still queued
     result = await store.tasks.cancel(cancelled.text_id, "alice")  # deletes its entry
     assert result is not None
     assert result.previous.value == "queued"
     for entry in entries:
         await make_idle(redis, stream, entry)
-    (taken,) = await other.reclaim(("q", 0), 10)
+    (taken,) = await other.reclaim(Lane("q", 0, ALICE), 10)
     assert taken.task_id == kept.text_id
     rows = await redis.xpending_range(stream, CONSUMER_GROUP, "-", "+", 10)
     assert [row["message_id"].decode() for row in rows] == [taken.entry_id]
@@ -238,11 +245,11 @@ async def test_reclaim_acks_and_skips_entries_deleted_meanwhile(
 async def test_reclaim_finds_an_idle_entry_behind_many_live_ones(
     store: Store, reader: StreamReader, other: StreamReader, redis: Redis, prefix: str
 ) -> None:
-    stream = Keys(prefix).stream("q", 0)
+    stream = Keys(prefix).stream("q", 0, ALICE)
     for _ in range(21):
         await submit(store)
-    *live, lost = await reader.read([("q", 0)], 21, None)
+    *live, lost = await reader.read(Lane("q", 0, ALICE), 21)
     await make_idle(redis, stream, lost)  # its worker died; the others are running
-    taken = await other.reclaim(("q", 0), 1)  # a worker with one free slot
+    taken = await other.reclaim(Lane("q", 0, ALICE), 1)  # a worker with one free slot
     assert [entry.entry_id for entry in taken] == [lost.entry_id]
     assert len(live) == 20

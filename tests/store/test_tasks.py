@@ -8,21 +8,21 @@ from redis.asyncio import Redis
 
 from queue_service.errors import QueueFull
 from queue_service.models import ResponseMode, Status
-from queue_service.store import Keys, Outcome, Store, StreamReader
+from queue_service.store import Keys, Lane, Outcome, Store, StreamEntry, StreamReader
 from queue_service.store.events import Done, decode, encode_chunk
 from queue_service.store.keys import CONSUMER_GROUP
 from queue_service.store.ledger import CALLBACK_SETTLE_MS
 from queue_service.store.statistics import field
 from queue_service.timing import now_ms
 
-from . import listening, put_request, submit
+from . import ALICE, listening, put_request, submit
 
 OK = Outcome(Status.SUCCEEDED, 200, b'{"answer":42}')
 
 
 async def take(store: Store, reader: StreamReader, queue: str = "q", level: int = 0) -> str:
     """Read the next entry as a worker and start its task; returns the entry id."""
-    (entry,) = await reader.read([(queue, level)], 1, None)
+    (entry,) = await reader.read(Lane(queue, level, ALICE), 1)
     assert await store.tasks.start(queue, entry.task_id, reader.consumer) is not None
     return entry.entry_id
 
@@ -39,7 +39,7 @@ async def test_prepare_gives_an_id_and_channel_but_queues_nothing(
     assert submission.text_id.startswith(f"TASK-{await store.queues.id('q')}-0-S-")
     assert submission.channel == Keys(prefix).task_channel("q", submission.text_id)
     assert await store.tasks.load("q", submission.text_id) is None
-    assert await redis.xlen(Keys(prefix).stream("q", 0)) == 0
+    assert await redis.xlen(Keys(prefix).stream("q", 0, ALICE)) == 0
 
 
 async def test_submit_writes_a_record_and_one_stream_entry(
@@ -61,7 +61,7 @@ async def test_submit_writes_a_record_and_one_stream_entry(
     assert (record.status, record.attempts, record.outcome) == (Status.QUEUED, 0, None)
     assert before <= record.created_at <= now_ms()
     assert record.deadline == record.created_at + 30_000
-    entries = await redis.xrange(Keys(prefix).stream("q", 1))
+    entries = await redis.xrange(Keys(prefix).stream("q", 1, ALICE))
     assert [(entry_id.decode(), fields) for entry_id, fields in entries] == [
         (record.entry, {b"task": submission.text_id.encode()})
     ]
@@ -97,21 +97,21 @@ async def test_get_of_a_well_formed_id_that_was_never_submitted(store: Store) ->
     assert await store.tasks.get(submission.text_id, "alice") is None
 
 
-async def test_a_full_level_raises_queue_full_and_stores_nothing(
+async def test_a_full_lane_raises_queue_full_and_stores_nothing(
     redis: Redis, prefix: str, redis_url: str
 ) -> None:
     store = Store(redis, Keys(prefix), redis_url=redis_url, retention_s=60, max_waiting=2)
     for _ in range(2):
         await submit(store)
-    refused = await store.tasks.prepare(put_request(), "bob", 30)
+    refused = await store.tasks.prepare(put_request(), "alice", 30)
     with pytest.raises(QueueFull) as raised:
         await store.tasks.submit(refused)
     assert raised.value.retry_after > 0
     assert await redis.exists(Keys(prefix).task("q", refused.text_id)) == 0
-    assert await redis.xlen(Keys(prefix).stream("q", 0)) == 2
+    assert await redis.xlen(Keys(prefix).stream("q", 0, ALICE)) == 2
     assert await store.statistics.counts("q") == {field("put", level=0, mode="blocking"): 2}
-    assert not await store.queues.used_by("q", "bob")
     await submit(store, put_request("q", ResponseMode.CALLBACK, level=1))  # the other level
+    await submit(store, tenant="bob")  # another tenant's lane: a bound of its own
 
 
 async def test_jobs_in_flight_do_not_count_as_waiting(
@@ -142,7 +142,7 @@ async def test_start_marks_a_queued_task_running_and_returns_it(
     store: Store, reader: StreamReader
 ) -> None:
     submission = await submit(store)
-    (entry,) = await reader.read([("q", 0)], 1, None)
+    (entry,) = await reader.read(Lane("q", 0, ALICE), 1)
     before = now_ms()
     started = await store.tasks.start("q", entry.task_id, "worker-a")
     assert started is not None
@@ -197,7 +197,7 @@ async def test_finish_stores_the_outcome_acks_the_entry_and_tells_the_waiter(
     entry = await take(store, reader)
     record = await store.tasks.load("q", submission.text_id)
     assert record is not None
-    stream = Keys(prefix).stream("q", 0)
+    stream = Keys(prefix).stream("q", 0, ALICE)
     assert await pending(redis, stream) == 1
     async with listening(redis, submission.channel) as next_message:
         assert await store.tasks.finish(record, entry, OK)
@@ -286,7 +286,7 @@ async def test_finish_of_an_expired_task_only_acks(
     assert record is not None
     await redis.delete(Keys(prefix).task("q", submission.text_id))
     assert not await store.tasks.finish(record, entry, OK)
-    assert await pending(redis, Keys(prefix).stream("q", 0)) == 0
+    assert await pending(redis, Keys(prefix).stream("q", 0, ALICE)) == 0
     assert await redis.exists(Keys(prefix).task("q", submission.text_id)) == 0
 
 
@@ -294,9 +294,9 @@ async def test_ack_removes_an_entry(
     store: Store, reader: StreamReader, redis: Redis, prefix: str
 ) -> None:
     await submit(store)
-    (entry,) = await reader.read([("q", 0)], 1, None)
-    await store.tasks.ack("q", 0, entry.entry_id)
-    stream = Keys(prefix).stream("q", 0)
+    (entry,) = await reader.read(Lane("q", 0, ALICE), 1)
+    await store.tasks.ack(entry)
+    stream = Keys(prefix).stream("q", 0, ALICE)
     assert (await pending(redis, stream), await redis.xlen(stream)) == (0, 0)
 
 
@@ -323,7 +323,7 @@ async def test_cancel_of_a_queued_task(store: Store, redis: Redis, prefix: str) 
         "error": {"message": "changed my mind", "type": "cancelled"}
     }
     assert result.record.finished_at is not None
-    assert await redis.xlen(keys.stream("q", 0)) == 0
+    assert await redis.xlen(keys.stream("q", 0, ALICE)) == 0
     done = decode(messages[submission.channel])
     assert isinstance(done, Done)
     assert (done.status, done.status_code, done.body) == (
@@ -345,7 +345,7 @@ async def test_cancel_of_a_running_task_leaves_its_entry_to_its_worker(
     result = await store.tasks.cancel(submission.text_id, "alice")
     assert result is not None
     assert (result.previous, result.record.status) == (Status.RUNNING, Status.CANCELLED)
-    stream = Keys(prefix).stream("q", 0)
+    stream = Keys(prefix).stream("q", 0, ALICE)
     assert await pending(redis, stream) == 1  # the worker stops the job and acks the entry
     record = await store.tasks.load("q", submission.text_id)
     assert record is not None
@@ -390,8 +390,8 @@ async def test_requeue_puts_an_unfinished_task_back_as_a_new_entry(
 ) -> None:
     submission = await submit(store)
     entry = await take(store, reader)
-    assert await store.tasks.requeue("q", 0, submission.text_id, entry)
-    stream = Keys(prefix).stream("q", 0)
+    assert await store.tasks.requeue(StreamEntry("q", 0, entry, submission.text_id, tenant=ALICE))
+    stream = Keys(prefix).stream("q", 0, ALICE)
     assert await pending(redis, stream) == 0
     ((new_entry, fields),) = await redis.xrange(stream)
     assert new_entry.decode() != entry
@@ -399,7 +399,7 @@ async def test_requeue_puts_an_unfinished_task_back_as_a_new_entry(
     record = await store.tasks.load("q", submission.text_id)
     assert record is not None
     assert (record.status, record.entry) == (Status.QUEUED, new_entry.decode())
-    (again,) = await reader.read([("q", 0)], 1, None)
+    (again,) = await reader.read(Lane("q", 0, ALICE), 1)
     assert (again.entry_id, again.task_id) == (new_entry.decode(), submission.text_id)
 
 
@@ -409,8 +409,10 @@ async def test_requeue_is_refused_for_a_finished_task(
     submission = await submit(store)
     entry = await take(store, reader)
     assert await store.tasks.cancel(submission.text_id, "alice") is not None
-    assert not await store.tasks.requeue("q", 0, submission.text_id, entry)
-    stream = Keys(prefix).stream("q", 0)
+    assert not await store.tasks.requeue(
+        StreamEntry("q", 0, entry, submission.text_id, tenant=ALICE)
+    )
+    stream = Keys(prefix).stream("q", 0, ALICE)
     assert (await pending(redis, stream), await redis.xlen(stream)) == (0, 0)
     record = await store.tasks.load("q", submission.text_id)
     assert record is not None

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from queue_service.models import CallbackState, PutRequest, ResponseMode, Status
 from queue_service.settings import Settings
-from queue_service.store import StreamEntry, Submission, TaskRecord
+from queue_service.store import Lane, StreamEntry, Submission, TaskRecord
 from queue_service.store.events import Chunk, Done, Head
 from queue_service.store.keys import CONSUMER_GROUP
 from queue_service.timing import now_ms
@@ -98,7 +98,7 @@ async def put(
 
 async def take(runtime: WorkerRuntime) -> StreamEntry:
     """The one new entry of the queue's online stream, read as the worker's consumer."""
-    (entry,) = await runtime.reader.read([(QUEUE, 0)], 10, None)
+    (entry,) = await runtime.reader.read(Lane(QUEUE, 0), 10)
     return entry
 
 
@@ -148,7 +148,7 @@ async def redelivered(runtime: WorkerRuntime, times: int) -> StreamEntry:
     impatient = runtime.store.stream_reader("impatient", visibility_timeout=0.001)
     try:
         for delivery in range(2, times + 2):
-            (entry,) = await eventually(lambda: impatient.reclaim((QUEUE, 0), 1))
+            (entry,) = await eventually(lambda: impatient.reclaim(Lane(QUEUE, 0), 1))
             assert entry.deliveries == delivery
     finally:
         await impatient.aclose()

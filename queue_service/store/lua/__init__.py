@@ -47,6 +47,9 @@ class LuaScripts:
         self._remove_queue = load("remove_queue")
         self._batch_status = load("batch_status")
         self._ensure_groups = load("ensure_groups")
+        self._mark = load("mark")
+        self._pick = load("pick")
+        self._settle = load("settle")
         self._follow = load("follow")
         self._claim_followed = load("claim_followed")
 
@@ -196,22 +199,23 @@ class LuaScripts:
         ids: str,
         names: str,
         meta: str,
-        streams: tuple[str, str],
         stats: str,
         tenants: str,
         callbacks_due: str,
         paused: str,
         followed: str,
         followed_queues: str,
+        lanes: list[str],
         name: str,
         now_ms: int,
         idle_ms: int,
         announce_channel: str,
+        tenant_count: int,
     ) -> bool:
         """Remove a queue idle for `idle_ms` (nothing waiting, running or owed); else False."""
-        keys = [ids, names, meta, *streams, stats, tenants, callbacks_due, paused]
-        keys += [followed, followed_queues]
-        args: list[Any] = [name, now_ms, idle_ms, announce_channel]
+        keys = [ids, names, meta, stats, tenants, callbacks_due, paused, followed]
+        keys += [followed_queues, *lanes]
+        args: list[Any] = [name, now_ms, idle_ms, announce_channel, tenant_count]
         return bool(await self._remove_queue(keys=keys, args=args))
 
     async def instance_lease(self, *, lease: str, token: str, ttl_ms: int) -> bool:
@@ -246,9 +250,9 @@ class LuaScripts:
         args: list[Any] = [status, ",".join(allowed_from), *_flatten(fields)]
         return bool(await self._batch_status(keys=[batch], args=args))
 
-    async def ensure_groups(self, *, meta: str, streams: tuple[str, str], group: str) -> bool:
-        """Create a registered queue's missing streams and group; False: not registered."""
-        return bool(await self._ensure_groups(keys=[meta, *streams], args=[group]))
+    async def ensure_groups(self, *, meta: str, lanes: list[str], group: str) -> bool:
+        """Create a registered queue's missing lanes and group; False: not registered."""
+        return bool(await self._ensure_groups(keys=[meta, *lanes], args=[group]))
 
     async def follow(
         self,
@@ -277,3 +281,62 @@ class LuaScripts:
             keys=[followed], args=[due_by, lease_ms, most]
         )
         return [task_id.decode() for task_id in claimed]
+
+    async def mark(
+        self,
+        *,
+        ready_tenants: str,
+        ready_queues: str,
+        marks: str,
+        passes: str,
+        wake: str,
+        tenant: str,
+        queue: str,
+    ) -> None:
+        """Mark a lane as maybe holding work, and wake an idle worker."""
+        keys = [ready_tenants, ready_queues, marks, passes, wake]
+        await self._mark(keys=keys, args=[tenant, queue])
+
+    async def pick(
+        self,
+        *,
+        ready_tenants: str,
+        marks: str,
+        passes: str,
+        weights: str,
+        paused: str,
+        active: str,
+        ready_queues_prefix: str,
+        count: int,
+        now_ms: int,
+        level: int,
+        most_looks: int,
+        serves: list[str],
+    ) -> tuple[str, str, int] | None:
+        """The next lane to read at `level` (queue, tenant id, mark count), its share charged
+        for `count` entries; None when no lane is ready."""
+        keys = [ready_tenants, marks, passes, weights, paused, active]
+        args: list[Any] = [ready_queues_prefix, count, now_ms, level, most_looks, *serves]
+        picked: list[bytes] | None = await self._pick(keys=keys, args=args)
+        if not picked:
+            return None
+        queue, tenant, mark = picked
+        return queue.decode(), tenant.decode(), int(mark)
+
+    async def settle(
+        self,
+        *,
+        ready_tenants: str,
+        ready_queues: str,
+        marks: str,
+        passes: str,
+        weights: str,
+        tenant: str,
+        queue: str,
+        mark: int,
+        unused: int,
+    ) -> bool:
+        """Give back a pick's unused share; drop its lane from the ready sets unless marked
+        since. True when dropped."""
+        keys = [ready_tenants, ready_queues, marks, passes, weights]
+        return bool(await self._settle(keys=keys, args=[tenant, queue, mark, unused]))

@@ -1,5 +1,7 @@
--- Atomically store a task record and enqueue its id on its level stream.
--- KEYS[1] task record, KEYS[2] level stream, KEYS[3] queue stats, KEYS[4] queue's tenants,
+-- Atomically store a task record and enqueue its id on its lane (the level stream of its
+-- tenant on the queue; created with its consumer group on the tenant's first put there).
+-- The caller then marks the lane ready for the scheduler (mark.lua).
+-- KEYS[1] task record, KEYS[2] lane stream, KEYS[3] queue stats, KEYS[4] queue's tenants,
 -- KEYS[5] queue meta, KEYS[6] (optional) the idempotency key's record
 -- ARGV[1] task id, ARGV[2] record ttl (ms), ARGV[3] most jobs waiting on the stream (0: no
 -- limit), ARGV[4] consumer group, ARGV[5] statistic to count, ARGV[6] tenant, ARGV[7] the
@@ -20,6 +22,9 @@ if KEYS[6] then
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return redis.error_reply('DUPLICATE task id ' .. ARGV[1])
+end
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('XGROUP', 'CREATE', KEYS[2], ARGV[4], '0', 'MKSTREAM')
 end
 local most = tonumber(ARGV[3])
 if most > 0 then

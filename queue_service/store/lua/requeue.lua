@@ -1,6 +1,7 @@
 -- Hand a job back to the queue at once (a worker shutting down): a fresh stream entry for
 -- the task, the old one acknowledged and deleted. A finished task is only acknowledged.
--- KEYS[1] task record, KEYS[2] level stream
+-- The caller then marks the lane ready for the scheduler (mark.lua).
+-- KEYS[1] task record, KEYS[2] lane stream
 -- ARGV[1] old entry id, ARGV[2] consumer group, ARGV[3] task id
 redis.call('XACK', KEYS[2], ARGV[2], ARGV[1])
 redis.call('XDEL', KEYS[2], ARGV[1])
