@@ -16,7 +16,7 @@ from queue_service.store.usage import UsageCounts, UsageLedger, UsageSeries
 from queue_service.timing import now_ms
 
 from .callbacks import CallbackSender
-from .route_names import RouteNames
+from .routing import RoutingTable
 from .usage import usage_of
 
 log = logging.getLogger("workers.outcomes")
@@ -34,12 +34,12 @@ def worker_deadline(record: TaskRecord) -> float:
 
 class OutcomeRecorder:
     def __init__(
-        self, tasks: Tasks, callbacks: CallbackSender, usage: UsageLedger, routes: RouteNames
+        self, tasks: Tasks, callbacks: CallbackSender, usage: UsageLedger, routing: RoutingTable
     ) -> None:
         self.tasks = tasks
         self.callbacks = callbacks
         self.usage = usage
-        self.routes = routes
+        self.routing = routing
         self._finishing: set[asyncio.Future[None]] = set()
 
     async def finish(self, entry: str, record: TaskRecord, outcome: Outcome) -> None:
@@ -84,7 +84,7 @@ class OutcomeRecorder:
         if tokens is None and outcome.status is not Status.SUCCEEDED:
             return
         model = _requested_model(record.data)
-        route = self.routes.of(record.endpoint, record.queue, model)
+        route = self.routing.resolve(record.endpoint, record.queue, model).name
         series = UsageSeries(record.tenant, record.queue, model[:MODEL_LABEL_CHARS], route)
         counts = UsageCounts(requests=1)
         if tokens is not None:

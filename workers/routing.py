@@ -40,6 +40,9 @@ from queue_service.upstreams import QueueEntry, RoutingError, UpstreamEntry, loa
 from .adapters import Upstream
 from .upstream_priority import NO_HINTS, LevelHints
 
+DEFAULT_ROUTE = "default"
+"""The name of the route of jobs no routing-file entry matches (QUEUE_UPSTREAM_URL)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Limit:
@@ -55,6 +58,8 @@ class UpstreamRoute:
     timeout: float | None
     limits: tuple[Limit, ...]
     hints: LevelHints = NO_HINTS
+    name: str = DEFAULT_ROUTE
+    """The routing file's name of the upstream (usage is counted by it)."""
 
 
 class RoutingTable:
@@ -105,7 +110,7 @@ class RoutingTable:
         else:
             return UpstreamRoute(self.default, None, self._limits(queue, None))
         limits = self._limits(queue, entry)
-        return UpstreamRoute(upstream, entry.timeout, limits, LevelHints.of(entry))
+        return UpstreamRoute(upstream, entry.timeout, limits, LevelHints.of(entry), entry.name)
 
     def _limits(self, queue: str, entry: UpstreamEntry | None) -> tuple[Limit, ...]:
         """The queue's limit first, then the upstream's: one order everywhere, no deadlock."""

@@ -24,7 +24,6 @@ from .executor import JobExecutor
 from .follower import TaskFollower, TaskFollowPolicy
 from .limiter import Limiter
 from .outcomes import OutcomeRecorder
-from .route_names import RouteNames
 from .routing import JobRoutes, RoutingTable
 from .upstream_call import RetryPolicy, SizeLimits, UpstreamCaller
 
@@ -74,9 +73,7 @@ class WorkerRuntime:
             if settings.upstream_auth == "passthrough" and settings.secret_key
             else None,
         )
-        self.outcomes = OutcomeRecorder(
-            store.tasks, self.callbacks, store.usage, RouteNames.load(settings.upstreams_file)
-        )
+        self.outcomes = OutcomeRecorder(store.tasks, self.callbacks, store.usage, self.routing)
         self.follower = TaskFollower(
             store,
             self.upstream_http,

@@ -1,4 +1,4 @@
-"""Route names for usage: the same route the routing table picks, by its name."""
+"""Route names for usage: each job's route is named as the routing file names it."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from pathlib import Path
 
 from queue_service.upstreams import UpstreamEntry
 from workers.adapters import Upstream
-from workers.route_names import DEFAULT_ROUTE, RouteNames
-from workers.routing import RoutingTable
+from workers.routing import DEFAULT_ROUTE, RoutingTable
 
 CHAT, MESSAGES = "/v1/chat/completions", "/v1/messages"
 ENTRIES = [
@@ -25,22 +24,22 @@ ENTRIES = [
 def test_every_job_gets_the_name_of_the_route_the_routing_table_picks() -> None:
     default = Upstream("http://default", None)
     table = RoutingTable(default, ENTRIES)
-    names = RouteNames(ENTRIES)
     by_url = {entry.base_url: entry.name for entry in ENTRIES} | {default.base_url: DEFAULT_ROUTE}
     jobs = itertools.product(
         (CHAT, MESSAGES, "/v1/embeddings"), ("batch", "chat"), ("r1", "m", None, 7)
     )
     for endpoint, queue, model in jobs:
-        picked = table.resolve(endpoint, queue, model).upstream.base_url
-        assert names.of(endpoint, queue, model) == by_url[picked], (endpoint, queue, model)
+        picked = table.resolve(endpoint, queue, model)
+        assert picked.name == by_url[picked.upstream.base_url], (endpoint, queue, model)
 
 
 def test_without_a_routing_file_every_job_is_on_the_default_route(tmp_path: Path) -> None:
-    assert RouteNames.load(None).of(CHAT, "q", "m") == DEFAULT_ROUTE
+    default = Upstream("http://default", None)
+    assert RoutingTable.load(None, default).resolve(CHAT, "q", "m").name == DEFAULT_ROUTE
     path = tmp_path / "upstreams.toml"
     path.write_text(
         '[[upstream]]\nname = "claude"\nendpoint = "/v1/messages"\nbase_url = "http://c"\n'
     )
-    loaded = RouteNames.load(str(path))
-    assert loaded.of(MESSAGES, "q", "m") == "claude"
-    assert loaded.of(CHAT, "q", "m") == DEFAULT_ROUTE
+    loaded = RoutingTable.load(str(path), default)
+    assert loaded.resolve(MESSAGES, "q", "m").name == "claude"
+    assert loaded.resolve(CHAT, "q", "m").name == DEFAULT_ROUTE
