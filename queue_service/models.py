@@ -20,7 +20,7 @@ from pydantic import (
 )
 from typing_extensions import TypedDict  # pydantic needs this one on Python 3.11
 
-from queue_service.endpoints import UNQUEUEABLE
+from queue_service.endpoints import unqueueable
 
 QUEUE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 NO_AUTH_TENANT = ""
@@ -185,8 +185,9 @@ class PutRequest(BaseModel):
     @field_validator("endpoint")
     @classmethod
     def _endpoint_is_served(cls, endpoint: str, info: ValidationInfo) -> str:
-        if endpoint in UNQUEUEABLE:
-            raise ValueError(UNQUEUEABLE[endpoint])
+        why = unqueueable(endpoint)
+        if why is not None:
+            raise ValueError(why)
         context = info.context
         if isinstance(context, PutContext) and endpoint not in context.endpoints:
             served = ", ".join(sorted(context.endpoints))

@@ -34,6 +34,12 @@ class UpstreamEntry(_Strict):
     api_key_env: str | None = None
     timeout: float | None = Field(default=None, gt=0)
     max_concurrency: int | None = Field(default=None, ge=1)
+    rpm: int | None = Field(default=None, ge=1)
+    """Requests per minute the upstream allows this route, across every worker."""
+    tpm: int | None = Field(default=None, ge=1)
+    """Tokens per minute (prompt + completion, estimated before and settled after)."""
+    default_max_tokens: int = Field(default=1024, ge=1)
+    """The completion tokens a job is expected to use when it names no `max_tokens`."""
     priority_field: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
     priority_online: StrictInt = 0
     priority_offline: StrictInt = 1

@@ -20,42 +20,18 @@ from queue_service.settings import Settings
 from queue_service.store.keys import Keys
 from tests.helpers import eventually, put, view, wait_view
 from tests.servers import CallbackReceiver
+from tests.task_api_helpers import (
+    IMAGINE,
+    MJ_READ,
+    MUSIC,
+    SUNO_READ,
+    UPLOAD,
+    job,
+    read_ids,
+    requests_to,
+)
 
 from .conftest import process_env, running_worker
-
-IMAGINE = "/mj/submit/imagine"
-MUSIC = "/suno/submit/music"
-MJ_READ = "/mj/task/list-by-condition"
-SUNO_READ = "/suno/fetch"
-
-
-def job(
-    endpoint: str,
-    mode: str,
-    url: str | None = None,
-    timeout: int | None = None,
-    **mock: Any,
-) -> dict[str, Any]:
-    data: dict[str, Any] = {"prompt": "a cat in a hat", "mock": mock}
-    if endpoint == IMAGINE:
-        data["botType"] = "MID_JOURNEY"
-    body: dict[str, Any] = {"queue": "art", "endpoint": endpoint, "data": data}
-    body |= {"response_mode": mode, "level": 1 if mode == "callback" else 0}
-    if url is not None:
-        body["callback_url"] = url
-    if timeout is not None:
-        body["timeout"] = timeout
-    return body
-
-
-def requests_to(mock_upstream: tuple[str, Any], path: str) -> list[Any]:
-    """The bodies of the requests the mock received at `path`."""
-    return [r.body for r in mock_upstream[1].state.mock_requests if r.path == path]
-
-
-def read_ids(mock_upstream: tuple[str, Any], path: str) -> list[str]:
-    """Every task id the follower asked the mock about, one per id per read."""
-    return [task_id for body in requests_to(mock_upstream, path) for task_id in body["ids"]]
 
 
 @pytest.fixture
@@ -95,6 +71,8 @@ async def test_a_callback_job_shows_its_progress_then_delivers_the_final_task_ob
     assert len(requests_to(mock_upstream, IMAGINE)) == 1
     finished = await view(api, task_id)
     assert (finished["status"], finished["result"]["id"]) == ("succeeded", upstream_id)
+    # GET shows the final upstream task, not the last progress seen on the way.
+    assert (finished["progress"], finished["upstream_task"]) == ("100%", final)
     stats = (await api.get("/v1/queue/art/stats")).json()["data"]
     assert stats["following_upstream"] == 0
 
@@ -161,6 +139,7 @@ async def test_a_failed_upstream_task_fails_the_job_with_the_task_object(
         (IMAGINE, 24, 422, 1),  # prompt refused: final, never retried
         (IMAGINE, 0, 422, 1),  # not a success code: final
         (IMAGINE, 23, 429, 4),  # the upstream's queue is full: retried, then given up
+        (IMAGINE, 9, 503, 4),  # "system error, retry later": nothing submitted, retried
         (MUSIC, "error", 422, 1),  # Suno: anything but "success" is a refusal
     ],
 )
@@ -178,6 +157,71 @@ async def test_a_refused_submit_ends_the_job_with_the_upstream_answer(
     assert response.json()["code"] == code
     assert len(requests_to(mock_upstream, endpoint)) == submits
     assert not read_ids(mock_upstream, MJ_READ) + read_ids(mock_upstream, SUNO_READ)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "answer"),
+    [
+        (IMAGINE, {"code": 1, "description": "Submit success", "result": None}),
+        (IMAGINE, {"code": 22, "result": ""}),
+        (IMAGINE, {"description": "no code", "result": "1320098173412546"}),
+        (IMAGINE, ["not", "an", "object"]),
+        (MUSIC, {"code": "success", "data": None}),
+        (UPLOAD, {"code": 1, "description": "success", "result": []}),
+    ],
+)
+async def test_a_submit_answer_without_what_the_job_needs_fails_it_502(
+    api: httpx.AsyncClient,
+    follower: Worker,
+    mock_upstream: tuple[str, Any],
+    endpoint: str,
+    answer: Any,
+) -> None:
+    """A success with no task to follow (or, for an upload, no result), or an answer with
+    no code: the job fails, sent once (the upstream may have a task of it)."""
+    body = job(endpoint, "blocking", submit_answer=answer)
+    if endpoint == UPLOAD:
+        body["data"]["base64Array"] = ["data:image/png;base64,AAAA"]
+    response = await api.post("/v1/queue/put", json=body)
+    assert response.status_code == 502
+    assert response.json() == answer
+    assert len(requests_to(mock_upstream, endpoint)) == 1
+    assert not read_ids(mock_upstream, MJ_READ) + read_ids(mock_upstream, SUNO_READ)
+
+
+async def test_an_upload_answers_at_once_and_is_never_followed(
+    api: httpx.AsyncClient, follower: Worker, mock_upstream: tuple[str, Any]
+) -> None:
+    body = job(UPLOAD, "blocking")
+    body["data"]["base64Array"] = ["data:image/png;base64,AAAA", "data:image/png;base64,BBBB"]
+    response = await api.post("/v1/queue/put", json=body)
+    assert response.status_code == 200, response.text
+    assert len(response.json()["result"]) == 2
+    assert not read_ids(mock_upstream, MJ_READ)
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "/mj/task/list-by-condition",
+        "/mj/task/1320098173412546/fetch",
+        "/mj/task/1320098173412546/image-seed",
+        "/suno/fetch",
+        "/suno/fetch/0a1b2c3d-4e5f",
+    ],
+)
+async def test_task_reads_cannot_be_queued(api: httpx.AsyncClient, endpoint: str) -> None:
+    body = job(IMAGINE, "callback", "http://127.0.0.1:9/cb")
+    body["endpoint"] = endpoint
+    response = await api.post("/v1/queue/put", json=body)
+    assert response.status_code == 400
+    message = response.json()["message"]
+    assert "not served" not in message
+    assert ("GET /v1/queue/{task_id}" in message) or ("ask the upstream directly" in message)
+    if endpoint in ("/mj/task/list-by-condition", "/suno/fetch"):  # a route of its own too
+        direct = await api.post(endpoint, json={"ids": ["1"]})
+        assert direct.status_code == 400
+        assert "GET /v1/queue/{task_id}" in direct.json()["error"]["message"]
 
 
 @pytest.mark.parametrize("code", [21, 22])

@@ -10,7 +10,7 @@ slots are full) and wakes the moment a job is put. When an offline slot frees wh
 on the online list alone, it interrupts its own wait to widen it.
 
 Entries of silent workers are taken over now and then, from the lanes workers have read
-(only where a consumer holding entries is not a live worker). An entry that arrives while
+lately where other workers hold entries. An entry that arrives while
 there is no room (a race with a slot's use) is handed back to its lane at once, for
 whichever worker has room, rather than held here while other workers idle.
 
@@ -204,19 +204,21 @@ class StreamConsumer:
         return got
 
     async def _lanes_to_reclaim(self) -> list[Lane]:
-        """The lanes read lately where a consumer that is not a live worker holds entries."""
+        """The lanes read lately where other workers hold entries (those idle past the
+        visibility timeout are taken over: a live worker keeps its own fresh)."""
         scheduler = self.store.scheduler
         await scheduler.prune_active(ACTIVE_LANE_TTL_MS)
-        lanes = [
-            lane
-            for lane in await scheduler.active_lanes()
-            if self._only_queues is None or lane.queue in self._only_queues
-        ]
-        live = {worker["name"] for worker in await self.store.heartbeats.live()}
-        live.add(self._reader.consumer)
-        holders = await self._reader.holders(lanes)
-        silent = [lane for lane, names in zip(lanes, holders, strict=True) if names - live]
-        return sorted(silent, key=lambda lane: lane.level)
+        me = {self._reader.consumer}
+        held: list[Lane] = []
+        async for page in scheduler.active_lanes():
+            lanes = [
+                lane
+                for lane in page
+                if self._only_queues is None or lane.queue in self._only_queues
+            ]
+            holders = await self._reader.holders(lanes)
+            held += [lane for lane, names in zip(lanes, holders, strict=True) if names - me]
+        return sorted(held, key=lambda lane: lane.level)
 
     async def _sleep(self, seconds: float | None) -> None:
         """Wait for a wake-up (or the timeout)."""

@@ -11,7 +11,11 @@ from typing import Any
 
 import orjson
 
-from queue_service.endpoints import FILE_ENDPOINTS, TASK_API_ENDPOINTS
+from queue_service.endpoints import (
+    FILE_ENDPOINTS,
+    TASK_API_ENDPOINTS,
+    UNFOLLOWED_TASK_ENDPOINTS,
+)
 from queue_service.models import TERMINAL_STATUSES, ResponseMode, Status, file_ref
 from queue_service.store import STORE_ERRORS, Outcome, Store, StreamEntry, TaskRecord
 from queue_service.timing import now_ms
@@ -26,6 +30,14 @@ from .routing import JobRoutes, UpstreamRoute
 from .upstream_call import UpstreamCaller
 
 log = logging.getLogger("workers.executor")
+
+HAND_OVER_GRACE = 5.0
+"""Seconds a cancelled job waits for its task's hand-over to the followers to end."""
+
+
+def _followed(endpoint: str) -> bool:
+    """Whether a job on `endpoint` is followed upstream after its submit."""
+    return endpoint in TASK_API_ENDPOINTS and endpoint not in UNFOLLOWED_TASK_ENDPOINTS
 
 
 class Handled(enum.Enum):
@@ -88,6 +100,11 @@ class JobExecutor:
             log.info("task %s cancelled while running", entry.task_id)
             return
         record = await self.tasks.load(entry.queue, entry.task_id)
+        if record is not None and record.upstream_task_id:
+            # Handed over to the follower (or handed over again): never submitted twice.
+            await self.tasks.ack(entry)
+            log.info("task %s: its upstream task is followed; nothing to hand back", entry.task_id)
+            return
         if record is not None and record.mode is ResponseMode.STREAMING:
             # Its client may have part of the answer already: a rerun would repeat it.
             message = "the worker shut down in the middle of the stream"
@@ -154,14 +171,38 @@ class JobExecutor:
             entry.level,
             ((record.started_at or record.created_at) - record.created_at) / 1000,
         )
+        if record.upstream_task_id:  # submitted before (a fresh entry of a followed task)
+            log.info(
+                "task %s was submitted upstream before (task %s): following it, not resubmitting",
+                entry.task_id,
+                record.upstream_task_id,
+            )
+            return await self._hand_over(record, entry, record.upstream_task_id, again=True)
         outcome = await self._call(record, route, data)
-        if record.endpoint in TASK_API_ENDPOINTS and outcome.status is Status.SUCCEEDED:
+        if _followed(record.endpoint) and outcome.status is Status.SUCCEEDED:
             api = TASK_APIS[TASK_API_ENDPOINTS[record.endpoint]]
-            upstream_task_id = api.task_id(outcome.body)
-            if upstream_task_id is not None:
-                await self.follower.hand_over(record, entry.entry_id, upstream_task_id)
-                return Handled.FOLLOWED
+            upstream_task_id = api.task_id(orjson.loads(outcome.body))
+            if upstream_task_id is None:  # the submit adapter answers 502 for these
+                message = "the upstream's submit answer names no task"
+                return record, Outcome.error(Status.FAILED, 502, message, "upstream_error")
+            return await self._hand_over(record, entry, upstream_task_id)
         return record, outcome
+
+    async def _hand_over(
+        self, record: TaskRecord, entry: StreamEntry, upstream_task_id: str, again: bool = False
+    ) -> Handled:
+        """Hand the submitted task over to the followers. A cancel (a shutdown) landing
+        meanwhile waits for the hand-over to end (for up to HAND_OVER_GRACE), so that the
+        clean-up sees the task followed and neither requeues nor submits it again."""
+        handing = asyncio.ensure_future(
+            self.follower.hand_over(record, entry.entry_id, upstream_task_id, again=again)
+        )
+        try:
+            await asyncio.shield(handing)
+        except asyncio.CancelledError:
+            await asyncio.wait([handing], timeout=HAND_OVER_GRACE)
+            raise
+        return Handled.FOLLOWED
 
     async def _call(
         self, record: TaskRecord, route: UpstreamRoute | None, data: dict[str, Any] | None

@@ -9,6 +9,9 @@
     api_key_env = "DEEPSEEK_API_KEY"  # or api_key = "..."
     timeout = 120                     # seconds per request
     max_concurrency = 8               # requests in flight, across every worker
+    rpm = 500                         # requests per minute, across every worker
+    tpm = 200000                      # tokens per minute (estimated, settled with usage)
+    default_max_tokens = 1024         # a job's completion estimate when it sets no max_tokens
     priority_field = "priority"       # optional: the job's level written there (vLLM, SGLang)
     priority_online = 0               #   its value for level 0 (default 0)
     priority_offline = 1              #   and for level 1 (default 1; vLLM runs lower first)
@@ -34,6 +37,7 @@ from typing import Any
 
 from queue_service.credentials import CredentialBox
 from queue_service.store import TaskRecord
+from queue_service.store.budgets import Budget, route_budget
 from queue_service.store.tasks import Tasks
 from queue_service.upstreams import QueueEntry, RoutingError, UpstreamEntry, load_routing_file
 
@@ -60,6 +64,9 @@ class UpstreamRoute:
     hints: LevelHints = NO_HINTS
     name: str = DEFAULT_ROUTE
     """The routing file's name of the upstream (usage is counted by it)."""
+    budget: Budget | None = None
+    """Its requests and tokens per minute, when the routing file sets them."""
+    default_max_tokens: int = 1024
 
 
 class RoutingTable:
@@ -110,7 +117,16 @@ class RoutingTable:
         else:
             return UpstreamRoute(self.default, None, self._limits(queue, None))
         limits = self._limits(queue, entry)
-        return UpstreamRoute(upstream, entry.timeout, limits, LevelHints.of(entry), entry.name)
+        budget = route_budget(entry.name, entry.rpm, entry.tpm)
+        return UpstreamRoute(
+            upstream,
+            entry.timeout,
+            limits,
+            LevelHints.of(entry),
+            entry.name,
+            budget if budget.limited else None,
+            entry.default_max_tokens,
+        )
 
     def _limits(self, queue: str, entry: UpstreamEntry | None) -> tuple[Limit, ...]:
         """The queue's limit first, then the upstream's: one order everywhere, no deadlock."""

@@ -18,6 +18,7 @@ from queue_service.settings import Settings
 from queue_service.store import Store, Topic
 
 from .adapters import Upstream
+from .budget_gate import BudgetGate
 from .callbacks import CallbackSender
 from .consumer import StreamConsumer
 from .executor import JobExecutor
@@ -98,6 +99,7 @@ class WorkerRuntime:
                     settings.max_stream_bytes,
                     settings.max_result_bytes,
                 ),
+                BudgetGate(store.budgets),
             ),
             routes,
             self.limiter,
@@ -123,13 +125,14 @@ class WorkerRuntime:
         await self.store.instance.claim()  # scheduled jobs get task ids here
         await self.store.scheduler.set_weights("q", self.routing.queue_weights)
         self._consuming = asyncio.create_task(self.consumer.run(), name="stream consumer")
+        self._following = asyncio.create_task(self.follower.run(), name="upstream task follower")
         self._tasks = [
             asyncio.create_task(self.store.instance.keep(), name="instance lease"),
             self._consuming,
             asyncio.create_task(self._listen(), name="announcement listener"),
             asyncio.create_task(self._keep_alive(), name="in-flight keep-alive"),
             asyncio.create_task(self._heartbeat(), name="heartbeat"),
-            asyncio.create_task(self.follower.run(), name="upstream task follower"),
+            self._following,
         ]
         log.info(
             "worker %s consuming with %d slots (%d reserved for online)",
@@ -150,6 +153,13 @@ class WorkerRuntime:
         with contextlib.suppress(Exception):  # else another worker takes them over later
             await self.consumer.hand_back()
         await self.consumer.drain(grace)
+        # The follower stops before outcomes settle (it would start more of them), and the
+        # tasks it had claimed come due at once for the other workers' followers.
+        self._following.cancel()
+        await asyncio.gather(self._following, return_exceptions=True)
+        with contextlib.suppress(Exception):  # else their claims run out by themselves
+            await self.follower.release()
+        await self.follower.settle()
         await self.outcomes.settle()
         for task in self._tasks:
             task.cancel()

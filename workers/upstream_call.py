@@ -1,4 +1,14 @@
-"""Calling an upstream for one job: attempts, retries with backoff, streamed relays."""
+"""Calling an upstream for one job: attempts, retries with backoff, streamed relays.
+
+A failed attempt is retried (within `RetryPolicy` and the job's deadline) on a 429 or 5xx, a
+timeout or a transport error, unless a streamed job's client has events already. A task-API
+submit (Midjourney, Suno: `TASK_API_ENDPOINTS`) is retried only when the upstream surely
+started no task, since a second submit would start (and bill) a second one: when the request
+never reached it (`NOT_SENT`: the connection could not be made, or no pooled connection came
+free) or it refused for now (HTTP 429, Midjourney's code 23 "queue full", or code 9 "system
+error", which the submit adapter maps to 429 and 503: `TaskSubmitAdapter.not_submitted`).
+A timeout, a broken connection or another 5xx may leave a task upstream: the job fails.
+"""
 
 from __future__ import annotations
 
@@ -18,12 +28,17 @@ from queue_service.timing import backoff
 
 from .adapters import Adapter
 from .adapters.http import AnswerTooLarge, read_body
+from .adapters.task_apis import TaskSubmitAdapter
+from .budget_gate import BudgetGate
 from .retry import parse_retry_after, retryable_status
 from .routing import UpstreamRoute
 from .sse import EventTooLarge, sse_events
 from .upstream_priority import TierChoice, with_priority
 
 log = logging.getLogger("workers.upstream_call")
+
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+"""Transport errors of a request that never reached the upstream."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +66,18 @@ class SizeLimits:
 
 class UpstreamCaller:
     def __init__(
-        self, http: httpx.AsyncClient, tasks: Tasks, policy: RetryPolicy, limits: SizeLimits
+        self,
+        http: httpx.AsyncClient,
+        tasks: Tasks,
+        policy: RetryPolicy,
+        limits: SizeLimits,
+        gate: BudgetGate,
     ) -> None:
         self.http = http
         self.tasks = tasks
         self.policy = policy
         self.limits = limits
+        self.gate = gate
 
     async def call(
         self,
@@ -74,15 +95,21 @@ class UpstreamCaller:
         data = with_priority(route.hints, record, data)
         tier = TierChoice(route.hints, record, data)
         while True:
+            admission = await self.gate.admit(record, route, data)
             attempt = await self._attempt_on_tier(record, adapter, route, data, relay, tier)
+            outcome = attempt.outcome
+            await self.gate.settle(admission, outcome)
+            paused = await self.gate.pushed_back(route, outcome.status_code, attempt.retry_after)
             if not attempt.retryable or retries >= self.policy.max_retries:
-                return attempt.outcome
+                return outcome
             retries += 1
             delay = attempt.retry_after
             if delay is None:
                 delay = backoff(retries, self.policy.base, self.policy.cap)
             if time.time() + delay >= record.deadline / 1000:
-                return attempt.outcome
+                return outcome
+            if paused:  # the route's cooldown holds the next attempt (and every worker's)
+                delay = 0.0
             log.info(
                 "task %s: upstream answered %d; retry %d in %.2fs",
                 record.task_id,
@@ -138,14 +165,18 @@ class UpstreamCaller:
             if not limit.expired():
                 raise  # the job's own deadline: not ours to handle
             message = f"upstream did not answer within {route.timeout}s"
-            return Attempt(_failure(504, message), retryable=not progress.relayed)
+            retryable = not progress.relayed and not isinstance(adapter, TaskSubmitAdapter)
+            return Attempt(_failure(504, message), retryable)
         except httpx.HTTPError as exc:
             detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            return Attempt(
-                _failure(502, f"upstream request failed: {detail}"), not progress.relayed
-            )
+            retryable = not progress.relayed
+            if isinstance(adapter, TaskSubmitAdapter):
+                retryable = isinstance(exc, NOT_SENT)
+            return Attempt(_failure(502, f"upstream request failed: {detail}"), retryable)
         code = reply.status_code
         outcome = Outcome(_status_of(code), code, reply.body, reply.content_type)
+        if isinstance(adapter, TaskSubmitAdapter):
+            return Attempt(outcome, adapter.not_submitted(reply), reply.retry_after)
         return Attempt(outcome, retryable_status(code), reply.retry_after)
 
     def _too_large(self, size: int) -> Outcome:

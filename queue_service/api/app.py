@@ -68,7 +68,11 @@ async def _reach_redis(state: AppState, tries: int) -> bool:
     settings = state.settings
     try:
         instance = await state.store.instance.claim(settings.instance)
-        await state.store.scheduler.set_weights("t", state.auth.tenant_weights)
+        tenants = state.auth.tenants
+        weights = {name: terms.weight for name, terms in tenants.items() if terms.weight != 1}
+        await state.store.scheduler.set_weights("t", weights)
+        budgets = {name: (t.rpm, t.tpm) for name, t in tenants.items() if t.rpm or t.tpm}
+        await state.store.budgets.set_tenant_budgets(budgets)
         await state.hub.start()
     except _NOT_REACHED as exc:
         log.warning(

@@ -10,6 +10,9 @@ rate limit and mark it admin:
     queues = ["chat", "batch"]
     rate = 20                # requests per second, shared by every API process
     burst = 40
+    weight = 2               # the tenant's share of the workers (default 1)
+    rpm = 300                # the tenant's upstream requests / tokens per minute (optional)
+    tpm = 100000
     admin = false
     default_queue = "chat"   # for SDK calls that send no X-Queue header
     batch_webhook_url = "https://example.com/batches"   # its batches announce their end here
@@ -69,8 +72,11 @@ class KeyEntry(BaseModel):
     burst: int | None = Field(default=None, ge=1)
     admin: bool = False
     weight: float = Field(default=1.0, gt=0, le=1000)
-    """The tenant's share of the workers beside other tenants with work waiting (the
-    highest weight among a tenant's keys counts)."""
+    """The tenant's share of the workers beside other tenants with work waiting."""
+    rpm: int | None = Field(default=None, ge=1)
+    """Upstream requests per minute the tenant's jobs may make, across every worker."""
+    tpm: int | None = Field(default=None, ge=1)
+    """Upstream tokens per minute the tenant's jobs may use (estimated, then settled)."""
     default_queue: str | None = Field(default=None, pattern=QUEUE_NAME_PATTERN)
     batch_webhook_url: HttpUrlText | None = None
 
@@ -91,12 +97,30 @@ def _key_id(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-def load_key_file(path: str) -> tuple[list[tuple[str, Principal]], dict[str, float]]:
-    """The keys with their principals, and each tenant's scheduling weight."""
+@dataclass(frozen=True, slots=True)
+class TenantTerms:
+    """What the keys file gives a tenant (over its keys: the highest of each)."""
+
+    weight: float = 1.0
+    rpm: int | None = None
+    tpm: int | None = None
+
+    def joined(self, entry: KeyEntry) -> TenantTerms:
+        return TenantTerms(
+            max(self.weight, entry.weight), _most(self.rpm, entry.rpm), _most(self.tpm, entry.tpm)
+        )
+
+
+def _most(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
+def load_key_file(path: str) -> tuple[list[tuple[str, Principal]], dict[str, TenantTerms]]:
+    """The keys with their principals, and each tenant's terms (weight, budgets)."""
     parsed = load_toml(path, KeyFile, "QUEUE_API_KEYS_FILE", KeyFileError)
-    weights: dict[str, float] = {}
+    tenants: dict[str, TenantTerms] = {}
     for entry in parsed.key:
-        weights[entry.tenant] = max(weights.get(entry.tenant, 0.0), entry.weight)
+        tenants[entry.tenant] = tenants.get(entry.tenant, TenantTerms(0.0)).joined(entry)
     keys = []
     for entry in parsed.key:
         key = entry.key if entry.key_env is None else os.environ.get(entry.key_env)
@@ -117,7 +141,7 @@ def load_key_file(path: str) -> tuple[list[tuple[str, Principal]], dict[str, flo
             entry.batch_webhook_url,
         )
         keys.append((key, principal))
-    return keys, weights
+    return keys, tenants
 
 
 class Authenticator:
@@ -126,10 +150,10 @@ class Authenticator:
 
     def __init__(self, key_tenants: dict[str, str], key_file: str | None = None) -> None:
         entries = [(key, Principal(tenant, _key_id(key))) for key, tenant in key_tenants.items()]
-        self.tenant_weights: dict[str, float] = {}
-        """Scheduling weights of the tenants the keys file gives one (others weigh 1)."""
+        self.tenants: dict[str, TenantTerms] = {}
+        """The terms of the tenants the keys file names (others: weight 1, no budgets)."""
         if key_file is not None:
-            from_file, self.tenant_weights = load_key_file(key_file)
+            from_file, self.tenants = load_key_file(key_file)
             entries += from_file
         self._keys = [(key.encode(), principal) for key, principal in entries]
 

@@ -60,7 +60,9 @@ def _mock_upstream(args: argparse.Namespace) -> None:
     from queue_service.mock_upstream import MockConfig, create_mock_app
 
     configure_logging(Settings())
-    config = MockConfig(ttft=args.ttft, token_latency=args.token_latency)
+    config = MockConfig(
+        ttft=args.ttft, token_latency=args.token_latency, rpm=args.rpm, tpm=args.tpm
+    )
     uvicorn.run(
         create_mock_app(config), host=args.host, port=args.port, log_config=None, access_log=False
     )
@@ -118,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     mock.add_argument("--port", type=int, default=7860)
     mock.add_argument("--ttft", type=float, default=0.0, help="seconds to the first token")
     mock.add_argument("--token-latency", type=float, default=0.0, help="seconds per token")
+    mock.add_argument("--rpm", type=int, help="requests per minute it allows (429 beyond)")
+    mock.add_argument("--tpm", type=int, help="tokens per minute it allows (429 beyond)")
     mock.set_defaults(run=_mock_upstream)
     commands.add_parser("stats", help="per-queue figures as a table").set_defaults(run=_stats)
     commands.add_parser("workers", help="live workers").set_defaults(run=_workers)

@@ -22,6 +22,7 @@ from .inbox import CallbackInbox
 from .midjourney import MidjourneyApi
 from .moderations import ModerationsApi
 from .openai import OpenAIDialect
+from .rate_window import RateWindow, retry_after
 from .realtime import RealtimeSessionsApi
 from .recording import MockState
 from .reply import build_reply
@@ -42,6 +43,7 @@ class _MockUpstream:
     def __init__(self, config: MockConfig, state: MockState) -> None:
         self.config = config
         self.state = state
+        self.window = RateWindow(config.rpm, config.tpm)
 
     def generative(self, dialect: Dialect) -> Endpoint:
         """A model endpoint: a reply as a JSON body or, with `stream: true`, an event stream."""
@@ -88,6 +90,12 @@ class _MockUpstream:
         if controls.status is not None and self.state.should_fail(controls):
             headers = controls.failure_headers()
             return api.error_response(controls.status, f"Mock error {controls.status}.", headers)
+        wait = self.window.admit()
+        if wait is not None:
+            headers = {"retry-after": retry_after(wait)}
+            return api.error_response(
+                429, "Rate limit reached: requests or tokens per minute.", headers
+            )
         refused = controls.refuse_service_tier
         if refused is not None and body.get("service_tier") == refused:
             message = f"Resource unavailable: no capacity for service_tier {refused!r} right now."
@@ -118,6 +126,7 @@ class _MockUpstream:
             controls=controls,
             reasoning_by_default=dialect.wants_reasoning(body, call.model),
         )
+        self.window.used(reply.prompt_tokens + reply.completion_tokens)
         latency = self.config.token_latency
         if controls.token_latency is not None:
             latency = controls.token_latency
@@ -143,6 +152,9 @@ class _MockUpstream:
     async def disconnects(self, request: Request) -> Response:
         return _json(self.state.disconnects)
 
+    async def rate_limited(self, request: Request) -> Response:
+        return _json({"limited": self.window.limited[0]})
+
 
 MODELS = ("deepseek-r1", "deepseek-chat", "gpt-4o-mini", "claude-sonnet-4", "text-embedding-3")
 
@@ -166,6 +178,7 @@ def create_mock_app(config: MockConfig | None = None) -> Starlette:
     `app.state.mock_requests` lists every API request received, `app.state.mock_disconnects`
     the response ids whose client went away before the response was fully sent, and
     `app.state.mock_fail_counts` the `fail_times` counters; `DELETE /_mock/requests` clears all.
+    With `rpm`/`tpm` set it answers 429 beyond them (`app.state.mock_rate_limited` counts those).
     `/_mock/callbacks` is a callback inbox (`app.state.mock_callbacks`); image `url`s point to
     `/_mock/images/`, Suno's `audio_url`s to `/_mock/audio/`.
     """
@@ -196,6 +209,7 @@ def create_mock_app(config: MockConfig | None = None) -> Starlette:
             *(Route(api.path, upstream.one_shot(api), methods=["POST"]) for api in one_shots),
             Route("/_mock/requests", upstream.recorded, methods=["GET", "DELETE"]),
             Route("/_mock/disconnects", upstream.disconnects, methods=["GET"]),
+            Route("/_mock/rate-limited", upstream.rate_limited, methods=["GET"]),
             Route("/healthz", _healthz, methods=["GET"]),
             Route("/v1/models", _models, methods=["GET"]),
             *upload_routes(state),
@@ -209,6 +223,7 @@ def create_mock_app(config: MockConfig | None = None) -> Starlette:
     app.state.mock_disconnects = state.disconnects
     app.state.mock_fail_counts = state.fail_counts
     app.state.mock_callbacks = inbox.received
+    app.state.mock_rate_limited = upstream.window.limited
     app.state.mock_mj_tasks = midjourney.tasks
     app.state.mock_suno_tasks = suno.tasks
     return app

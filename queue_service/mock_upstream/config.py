@@ -16,6 +16,10 @@ class MockConfig:
     api_key: str | None = None
     """When set, `Authorization: Bearer <key>` (OpenAI, Midjourney, Suno) or `x-api-key: <key>`
     (Anthropic)."""
+    rpm: int | None = None
+    """Requests per minute it allows (over a sliding minute; 429 with Retry-After beyond)."""
+    tpm: int | None = None
+    """Tokens (prompt + completion) per minute it allows, likewise."""
     model: str = "mock-model"
     """Model name answered when the request names none."""
     task_duration: float = 2.0

@@ -8,6 +8,7 @@ Every answer is JSON with Bearer auth. HTTP errors answer `{"code": <HTTP status
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NamedTuple
@@ -159,6 +160,8 @@ class MidjourneyApi:
             if isinstance(made, str):
                 return _error(400, made)
             controls = submitted.controls
+            if controls.submit_answer is not None:
+                return json_response(controls.submit_answer)
             code = 1 if controls.submit_code is None else controls.submit_code
             answer = {
                 "code": code,
@@ -173,6 +176,8 @@ class MidjourneyApi:
                     task_id, made.action, made.prompt, made.description, str(state or ""), life
                 )
                 answer["result"] = task_id
+            if controls.submit_delay:
+                await asyncio.sleep(controls.submit_delay)
             return json_response(answer)
 
         return handle
@@ -183,6 +188,8 @@ class MidjourneyApi:
         submitted = await self.requests.submit(request, upload_id, MidjourneyControls)
         if isinstance(submitted, Response):
             return submitted
+        if submitted.controls.submit_answer is not None:
+            return json_response(submitted.controls.submit_answer)
         images = submitted.fields.get("base64Array")
         if not isinstance(images, list) or not all(isinstance(one, str) for one in images):
             return _error(400, "`base64Array` must be a list of base64 images.")

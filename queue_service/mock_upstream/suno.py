@@ -8,6 +8,7 @@ refusals are HTTP 200 with another code, which `mock.submit_code` asks for.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NamedTuple
@@ -114,6 +115,8 @@ class SunoApi:
             if isinstance(made, str):
                 return _error(400, made)
             controls = submitted.controls
+            if controls.submit_answer is not None:
+                return json_response(controls.submit_answer)
             if controls.submit_code not in (None, "success"):
                 refusal = {"code": controls.submit_code, "message": "mock refusal", "data": None}
                 return json_response(refusal)
@@ -122,6 +125,8 @@ class SunoApi:
             self.tasks[task_id] = SunoTask(
                 task_id, made.action, str(hook or ""), made.prompt, made.clips, life
             )
+            if controls.submit_delay:
+                await asyncio.sleep(controls.submit_delay)
             return _success(task_id)
 
         return handle

@@ -12,6 +12,7 @@
 - `statistics` per-queue counts and stream figures
 - `usage`      requests and tokens per tenant, queue, model and route (hourly, and all-time)
 - `leases`     slots of shared concurrency limits; `buckets` the API keys' rate limits
+- `budgets`    requests and tokens per minute of routes and tenants; routes' cooldowns
 - `files`      batch input and output files, stored in pieces; `batches` OpenAI-style batches
 - `announcements` workers' pub/sub; `hub()` the API's pub/sub hub for waiting requests
 - `stream_reader()` a worker's reads of the lanes it picked, and its waits for work
@@ -31,6 +32,7 @@ from queue_service.settings import Settings
 from .announcements import Announcement, Announcements, Topic
 from .batches import Batches
 from .buckets import TokenBuckets
+from .budgets import Budget, Budgets
 from .files import FileRecord, Files
 from .following import Following
 from .heartbeats import Heartbeats
@@ -88,6 +90,7 @@ class Store:
         self.callbacks = CallbackLedger(redis, keys, lua, self.statistics)
         self.leases = Leases(redis, keys, lua)
         self.buckets = TokenBuckets(keys, lua)
+        self.budgets = Budgets(redis, keys, lua)
         self.announcements = Announcements(redis, keys)
         self.files = Files(redis, keys, file_retention_s)
         self.batches = Batches(redis, keys, lua, self.tasks, file_retention_s)
@@ -127,6 +130,7 @@ __all__ = [
     "STORE_ERRORS",
     "UNREACHABLE_ERRORS",
     "Announcement",
+    "Budget",
     "CancelResult",
     "FileRecord",
     "Keys",

@@ -148,6 +148,21 @@ class Keys:
         workers look for entries of silent workers to take over."""
         return f"{self.prefix}:{{sched}}:active"
 
+    # -- budgets (budgets.py): one hash tag, so a job's buckets are taken in one script ---
+    def budget_bucket(self, owner: str, kind: str) -> str:
+        """Hash: a requests- or tokens-per-minute bucket (`tokens`, `at`) of a route
+        (`route:<name>`) or a tenant (`tenant:<id>`)."""
+        return f"{self.prefix}:{{budget}}:{owner}:{kind}"
+
+    def cooldown(self, route: str) -> str:
+        """String (expiring): set while a route's upstream asked for a pause (429, 503)."""
+        return f"{self.prefix}:{{budget}}:cooldown:{route}"
+
+    @property
+    def tenant_budgets(self) -> str:
+        """Hash: tenant id -> `{"rpm", "tpm"}` (JSON), from the keys file."""
+        return f"{self.prefix}:{{budget}}:tenants"
+
     # -- per queue ----------------------------------------------------------------
     def stream(self, queue: str, level: int, tenant: str = "") -> str:
         """A lane: the level stream of one tenant (`tenant_id`) on the queue."""

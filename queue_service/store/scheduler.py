@@ -12,7 +12,7 @@ levels' wake lists (`StreamReader.wait_for_work`).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from dataclasses import dataclass
 from typing import cast
 
@@ -23,6 +23,8 @@ from queue_service.timing import now_ms
 from .keys import Keys, tenant_id
 from .lua import LuaScripts
 
+ACTIVE_PAGE = 256
+"""Lanes read per page of the active set."""
 MOST_LOOKS = 256
 """Most lanes one pick looks at (only a worker serving a few queues skips many)."""
 
@@ -125,14 +127,22 @@ class Scheduler:
                 pipe.hset(self._keys.weights, mapping=fields)
             await pipe.execute()
 
-    async def active_lanes(self) -> list[Lane]:
-        """The lanes workers have read from (where silent workers' entries may be)."""
-        members = await self._redis.zrange(self._keys.active_lanes, 0, -1)
-        lanes = []
-        for member in members:
-            level, tenant, queue = member.decode().split("|", 2)
-            lanes.append(Lane(queue, int(level), tenant))
-        return lanes
+    async def active_lanes(self) -> AsyncIterator[list[Lane]]:
+        """The lanes workers have read from (where silent workers' entries may be), a page
+        at a time: each read stays short however many lanes there are."""
+        start = 0
+        while True:
+            members = await self._redis.zrange(
+                self._keys.active_lanes, start, start + ACTIVE_PAGE - 1
+            )
+            if not members:
+                return
+            lanes = []
+            for member in members:
+                level, tenant, queue = member.decode().split("|", 2)
+                lanes.append(Lane(queue, int(level), tenant))
+            yield lanes
+            start += ACTIVE_PAGE
 
     async def prune_active(self, idle_ms: int) -> None:
         """Forget lanes nobody read from for `idle_ms`: entries of a silent worker there were

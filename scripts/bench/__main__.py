@@ -3,8 +3,8 @@
     python -m scripts.bench [scenario ...] [--quick]
 
 Scenarios: pickup, blocking, streaming, held, throughput, memory, batch, transcription,
-task-apis (all when none is named). Each prints a table and writes its section of
-BENCHMARKS.md with the machine and the command.
+task-apis, budgets, fairness, many-queues (all when none is named). Each prints a table and
+writes its section of BENCHMARKS.md with the machine and the command.
 Every figure sits next to a baseline from the same run: these machines are shared and
 noisy, so ratios and differences mean more than absolute numbers. `--quick` takes few
 samples, for a smoke run. Run from the repository root.
@@ -27,8 +27,11 @@ from queue_service.store import Store
 from queue_service.store.keys import Keys
 from scripts.bench.batch import batch
 from scripts.bench.blocking import blocking
+from scripts.bench.budgets import budgets
+from scripts.bench.fairness import fairness
 from scripts.bench.held import held
 from scripts.bench.lib import MockUpstream, Stack, redis_for_bench, report, summary_ms
+from scripts.bench.many_queues import many_queues
 from scripts.bench.memory import memory
 from scripts.bench.streaming import streaming
 from scripts.bench.task_apis import task_apis
@@ -163,6 +166,9 @@ SCENARIOS = {
     "batch": batch,
     "transcription": transcription,
     "task-apis": task_apis,
+    "budgets": budgets,
+    "fairness": fairness,
+    "many-queues": many_queues,
 }
 
 

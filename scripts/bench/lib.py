@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from queue_service.dev.embedded_redis import EmbeddedRedis, free_port
 from queue_service.store.probe import redis_answers
@@ -222,3 +223,67 @@ class CpuMeter:
 
     def used(self) -> dict[str, float]:
         return {name: cpu_seconds(pid) - self._start[name] for name, pid in self.pids.items()}
+
+
+class Put(NamedTuple):
+    sent: float
+    accepted: float
+    """time.time() when the put was sent and when its answer came."""
+    task_id: str
+
+
+def put_request(port: int, body: Any, key: str | None = None) -> bytes:
+    """The bytes of a keep-alive `POST /v1/queue/put` of `body`, with an API key if given."""
+    from scripts.bench.rawhttp import post
+
+    line, rest = post(port, "/v1/queue/put", body).split(b"\r\n", 1)
+    auth = f"\r\nauthorization: Bearer {key}" if key is not None else ""
+    return line + auth.encode() + b"\r\n" + rest
+
+
+async def put_all(port: int, requests: list[tuple[str, bytes]], in_flight: int) -> dict[str, Put]:
+    """Send prebuilt puts (tag, bytes) in order, `in_flight` at a time on keep-alive
+    connections; each accepted put by tag. A refused put raises."""
+    import asyncio
+
+    import orjson
+
+    from scripts.bench.rawhttp import Connection
+
+    pending = iter(requests)
+    done: dict[str, Put] = {}
+
+    async def sender() -> None:
+        conn = await Connection.open(port)
+        try:
+            for tag, raw in pending:
+                sent = time.time()
+                reply = await conn.request(raw)
+                if reply.status != 200:
+                    raise RuntimeError(f"put {tag}: {reply.status} {reply.body[:300]!r}")
+                done[tag] = Put(sent, time.time(), orjson.loads(reply.body)["data"])
+        finally:
+            await conn.close()
+
+    await asyncio.gather(*(sender() for _ in range(min(in_flight, len(requests)))))
+    return done
+
+
+async def wait_for_field(redis_url: str, keys: list[str], name: str, within: float) -> None:
+    """Until every hash of `keys` has the field `name` (a task's `started_at`, ...); at most
+    `within` seconds."""
+    import asyncio
+
+    from redis.asyncio import Redis
+
+    deadline = time.monotonic() + within
+    async with Redis.from_url(redis_url) as redis:
+        while keys:
+            async with redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.hexists(key, name)
+                found = await pipe.execute()
+            keys = [key for key, there in zip(keys, found, strict=True) if not there]
+            if keys and time.monotonic() > deadline:
+                raise RuntimeError(f"{len(keys)} tasks still without {name} after {within} s")
+            await asyncio.sleep(0.2)

@@ -78,18 +78,21 @@ class Mock:
         assert (error["code"], error["data"]) == ("error", None)
         return str(error["message"])
 
-    async def follow(self, url: str, key: str = "") -> list[dict[str, Any]]:
-        """GET `url` until the task in it (under `key` when given) ends; every answer seen."""
+    async def follow(
+        self, url: str, key: str = "", ended: tuple[str, ...] = ("SUCCESS", "FAILURE")
+    ) -> list[dict[str, Any]]:
+        """GET `url` until the task in it (under `key` when given) has a status of `ended`;
+        every answer seen."""
         seen: list[dict[str, Any]] = []
 
-        async def ended() -> bool:
+        async def ended_now() -> bool:
             response = await self.client.get(url)
             assert response.status_code == 200, response.text
             task = response.json()[key] if key else response.json()
             seen.append(task)
-            return task["status"] in ("SUCCESS", "FAILURE")
+            return task["status"] in ended
 
-        await eventually(ended, timeout=10, what=f"{url} to end")
+        await eventually(ended_now, timeout=10, what=f"{url} to end")
         return seen
 
 

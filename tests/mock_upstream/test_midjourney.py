@@ -227,3 +227,16 @@ async def test_the_config_gives_the_default_timing() -> None:
     async with running() as slow:  # 2 s in 4 steps
         task_id = (await slow.submit(IMAGINE, {"prompt": "p"}))["result"]
         assert (await slow.client.get(f"/mj/task/{task_id}/fetch")).json()["status"] == "SUBMITTED"
+
+
+async def test_end_status_must_be_modal_or_cancel(mock: Mock) -> None:
+    body = {"prompt": "p", "mock": {"end_status": "SUCCESS"}}
+    assert "end_status" in await mock.bad_request(IMAGINE, body)
+
+
+@pytest.mark.parametrize("end", ["MODAL", "CANCEL"])
+async def test_a_task_can_end_waiting_for_a_modal_or_cancelled(mock: Mock, end: str) -> None:
+    answer = await mock.submit(IMAGINE, {"prompt": "p"}, duration=0.1, end_status=end)
+    seen = await mock.follow(f"/mj/task/{answer['result']}/fetch", ended=("MODAL", "CANCEL"))
+    assert seen[-1]["status"] == end
+    assert seen[-1]["failReason"] == ""

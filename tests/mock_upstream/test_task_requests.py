@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -83,3 +84,71 @@ async def test_a_status_control_answers_that_error_first(mock: Mock, path: str) 
     assert response.status_code == 200
     assert mock.app.state.mock_fail_counts == {path: 2}
     assert mock.paths().count(path) == 3
+
+
+@pytest.mark.parametrize(
+    ("submit", "read", "single"),
+    [(IMAGINE, LIST, "/mj/task/{}/fetch"), (MUSIC, SUNO_FETCH, f"{SUNO_FETCH}/{{}}")],
+)
+async def test_a_task_can_ask_its_reads_to_fail(
+    mock: Mock, submit: str, read: str, single: str
+) -> None:
+    """`read_status` fails every read naming the task (the whole batch), `read_fail_times`
+    only the first ones; other tasks' reads are not touched."""
+    failing = await mock.submit(submit, {"prompt": "p"}, read_status=502, read_fail_times=2)
+    healthy = await mock.submit(submit, {"prompt": "p"})
+    key = "result" if submit == IMAGINE else "data"
+    failing_id, healthy_id = failing[key], healthy[key]
+    both = await mock.client.post(read, json={"ids": [healthy_id, failing_id]})
+    assert both.status_code == 502
+    alone = await mock.client.get(single.format(failing_id))
+    assert alone.status_code == 502
+    assert (await mock.client.post(read, json={"ids": [healthy_id]})).status_code == 200
+    assert (await mock.client.post(read, json={"ids": [failing_id]})).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("submit", "read", "single"),
+    [(IMAGINE, LIST, "/mj/task/{}/fetch"), (MUSIC, SUNO_FETCH, f"{SUNO_FETCH}/{{}}")],
+)
+async def test_a_task_can_be_forgotten_by_the_upstream(
+    mock: Mock, submit: str, read: str, single: str
+) -> None:
+    key = "result" if submit == IMAGINE else "data"
+    kept = (await mock.submit(submit, {"prompt": "p"}))[key]
+    forgotten = (await mock.submit(submit, {"prompt": "p"}, forget_after=0))[key]
+    answer = (await mock.client.post(read, json={"ids": [kept, forgotten]})).json()
+    tasks = answer if submit == IMAGINE else answer["data"]
+    assert [task["id" if submit == IMAGINE else "task_id"] for task in tasks] == [kept]
+    assert (await mock.client.get(single.format(forgotten))).status_code == 404
+    assert (await mock.client.get(single.format(kept))).status_code == 200
+
+
+async def test_a_read_can_be_slow(mock: Mock) -> None:
+    slow = (await mock.submit(IMAGINE, {"prompt": "p"}, read_delay=0.3))["result"]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    response = await mock.client.post(LIST, json={"ids": [slow]})
+    assert response.status_code == 200
+    assert loop.time() - started >= 0.3
+
+
+@pytest.mark.parametrize("path", [IMAGINE, MUSIC])
+@pytest.mark.parametrize("answer", [{"result": "1"}, ["a", "list"], "text", {"code": 1}])
+async def test_a_submit_can_answer_any_json(mock: Mock, path: str, answer: Any) -> None:
+    response = await mock.client.post(path, json={"prompt": "p", "mock": {"submit_answer": answer}})
+    assert (response.status_code, response.json()) == (200, answer)
+    assert mock.mj_tasks == mock.suno_tasks == {}
+
+
+async def test_a_submit_can_be_slow_and_still_create_its_task(mock: Mock) -> None:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    answer = await mock.submit(IMAGINE, {"prompt": "p"}, submit_delay=0.3)
+    assert loop.time() - started >= 0.3
+    assert answer["result"] in mock.mj_tasks
+
+
+async def test_read_fail_times_needs_read_status(mock: Mock) -> None:
+    message = await mock.bad_request(IMAGINE, {"prompt": "p", "mock": {"read_fail_times": 1}})
+    assert "read_fail_times only makes sense with read_status" in message

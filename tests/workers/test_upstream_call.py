@@ -27,6 +27,7 @@ from queue_service.timing import now_ms
 from tests.helpers import eventually
 from tests.servers import serve
 from workers.adapters import ADAPTERS, Upstream
+from workers.budget_gate import BudgetGate
 from workers.routing import UpstreamRoute
 from workers.sse import parse_event
 from workers.upstream_call import RetryPolicy, SizeLimits, UpstreamCaller
@@ -76,7 +77,8 @@ def caller(
     cap: float = 0.02,
     limits: SizeLimits = ROOMY,
 ) -> UpstreamCaller:
-    return UpstreamCaller(http, store.tasks, RetryPolicy(max_retries, base, cap), limits)
+    policy = RetryPolicy(max_retries, base, cap)
+    return UpstreamCaller(http, store.tasks, policy, limits, BudgetGate(store.budgets))
 
 
 def route(url: str, timeout: float | None = None) -> UpstreamRoute:

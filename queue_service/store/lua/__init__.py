@@ -47,6 +47,8 @@ class LuaScripts:
         self._remove_queue = load("remove_queue")
         self._batch_status = load("batch_status")
         self._ensure_groups = load("ensure_groups")
+        self._budget_take = load("budget_take")
+        self._budget_adjust = load("budget_adjust")
         self._mark = load("mark")
         self._pick = load("pick")
         self._settle = load("settle")
@@ -340,3 +342,20 @@ class LuaScripts:
         since. True when dropped."""
         keys = [ready_tenants, ready_queues, marks, passes, weights]
         return bool(await self._settle(keys=keys, args=[tenant, queue, mark, unused]))
+
+    async def budget_take(
+        self,
+        *,
+        cooldown: str,
+        buckets: list[str],
+        now_ms: int,
+        reserve: float,
+        sizes_and_amounts: list[float],
+    ) -> int:
+        """Take from every bucket at once: 0, or the milliseconds to wait first."""
+        args: list[Any] = [now_ms, reserve, *sizes_and_amounts]
+        return int(await self._budget_take(keys=[cooldown, *buckets], args=args))
+
+    async def budget_adjust(self, *, bucket: str, tokens: float, size: float) -> None:
+        """Add `tokens` to a bucket (negative: take them), within its size."""
+        await self._budget_adjust(keys=[bucket], args=[tokens, size])

@@ -2,9 +2,13 @@
 -- the upstream said of it and when to look again. The first call, made the moment the
 -- upstream's submit answers, also acknowledges and deletes the task's stream entry in the
 -- same step that stores the upstream task id: from then on the job holds neither a stream
--- entry nor a worker slot, and a worker that dies loses nothing (any follower polls it next;
--- the submit is never sent twice). A task that has ended meanwhile (cancelled, timed out,
--- finished) is only taken off the followed set.
+-- entry nor a worker slot, and a worker that dies loses nothing (any follower polls it next).
+-- Once this step has run the submit is not sent again: no entry is left to redeliver,
+-- requeue.lua does not requeue a task with an upstream task id, and a worker that starts
+-- one anyway hands it over again instead of submitting. A worker that dies between the
+-- upstream's answer and this step leaves its entry pending: that job is submitted again.
+-- A task that has ended meanwhile (cancelled, timed out, finished) is only taken off the
+-- followed set (its entry still acknowledged).
 -- KEYS[1] task record, KEYS[2] level stream, KEYS[3] the queue's followed set
 -- ARGV[1] task id, ARGV[2] when to look next (ms), ARGV[3] stream entry to acknowledge ('':
 -- none), ARGV[4] consumer group, ARGV[5] event channel, ARGV[6] event to publish ('': none),

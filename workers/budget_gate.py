@@ -1,0 +1,105 @@
+"""Holding a job until its route's and its tenant's budgets have room for it, settling its
+token estimate with the answer's usage, and pausing a route for every worker when its
+upstream asks for a pause (see store/budgets.py).
+
+A job's tokens are estimated before it is sent: about a token per four bytes of its prompt,
+plus the completion it allows (`max_tokens`, `max_completion_tokens`, `max_output_tokens`) or
+the route's `default_max_tokens`. The answer's `usage` then settles the difference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from queue_service.store import Budget, Outcome, TaskRecord
+from queue_service.store.budgets import Budgets
+from queue_service.store.keys import tenant_id
+
+from .routing import UpstreamRoute
+from .usage import usage_of
+
+TENANT_BUDGETS_TTL = 10.0
+"""Seconds a worker keeps the tenants' budgets before reading them again."""
+DEFAULT_COOLDOWN = 1.0
+"""Seconds a route pauses after a 429 that names no `Retry-After`."""
+LONGEST_NAP = 1.0
+"""A waiting job asks again at least this often (a cooldown may have been set meanwhile)."""
+PROMPT_FIELDS = ("messages", "prompt", "input", "system", "instructions", "documents", "query")
+COMPLETION_LIMITS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+GENERATIVE = {"/v1/chat/completions", "/v1/messages", "/v1/completions"}
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What a job took: the budgets it falls under, and its token estimate."""
+
+    budgets: list[Budget]
+    estimate: int
+
+
+def estimate_tokens(endpoint: str, data: dict[str, Any], default_max_tokens: int) -> int:
+    """A job's tokens before it runs: its prompt's, and the completion it may use."""
+    prompt = sum(len(orjson.dumps(data[name])) for name in PROMPT_FIELDS if name in data) // 4
+    if endpoint not in GENERATIVE:
+        return prompt
+    limit = next((data[name] for name in COMPLETION_LIMITS if name in data), None)
+    completion = limit if isinstance(limit, int) and limit > 0 else default_max_tokens
+    return prompt + completion
+
+
+class BudgetGate:
+    def __init__(self, budgets: Budgets) -> None:
+        self.budgets = budgets
+        self._tenants: dict[str, Budget] = {}
+        self._tenants_read_at = -TENANT_BUDGETS_TTL
+
+    async def admit(
+        self, record: TaskRecord, route: UpstreamRoute, data: dict[str, Any]
+    ) -> Admission:
+        """Wait until the job's budgets have room for it (and its route is not cooling
+        down), and take its share; the caller's deadline bounds the wait."""
+        budgets = [budget for budget in (route.budget, await self._tenant(record)) if budget]
+        estimate = 0
+        if any(budget.tpm for budget in budgets):
+            estimate = estimate_tokens(record.endpoint, data, route.default_max_tokens)
+        online = record.level == 0
+        while True:
+            wait_ms = await self.budgets.take(route.name, budgets, estimate, online)
+            if not wait_ms:
+                return Admission(budgets, estimate)
+            await asyncio.sleep(min(wait_ms / 1000, LONGEST_NAP))
+
+    async def settle(self, admission: Admission, outcome: Outcome) -> None:
+        """Settle the estimate with the answer's usage (a failed answer without usage used
+        nothing; a successful one without usage keeps its estimate)."""
+        if not admission.estimate:
+            return
+        usage = usage_of(outcome.body, outcome.content_type)
+        if usage is not None:
+            used = usage.prompt + usage.completion
+        elif outcome.status_code >= 400:
+            used = 0
+        else:
+            return
+        await self.budgets.settle(admission.budgets, admission.estimate, used)
+
+    async def pushed_back(
+        self, route: UpstreamRoute, status_code: int, retry_after: float | None
+    ) -> bool:
+        """An upstream's 429 (or 503 naming a `Retry-After`) pauses its route for every
+        worker; True when it did."""
+        if status_code == 429 or (status_code == 503 and retry_after is not None):
+            await self.budgets.cool_down(route.name, retry_after or DEFAULT_COOLDOWN)
+            return True
+        return False
+
+    async def _tenant(self, record: TaskRecord) -> Budget | None:
+        if time.monotonic() - self._tenants_read_at > TENANT_BUDGETS_TTL:
+            self._tenants = await self.budgets.tenant_budgets()
+            self._tenants_read_at = time.monotonic()
+        return self._tenants.get(tenant_id(record.tenant))
