@@ -173,8 +173,9 @@ async def sweep_overdue_callbacks(ctx: dict[str, Any]) -> int:
     sender = _sender(ctx)
     store, ledger = sender.store, sender.ledger
     resent = 0
-    for queue in await store.queues.all():
-        for task_id in await ledger.due.overdue(queue):
+    overdue = await ledger.due.overdue(sorted(await store.queues.all()))
+    for queue, task_ids in overdue.items():
+        for task_id in task_ids:
             record = await store.tasks.load(queue, task_id)
             if record is None or record.outcome is None:
                 await ledger.due.settle(queue, task_id)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -71,7 +70,6 @@ class StreamConsumer:
         self._only_queues = queues
         self._idle_wait = idle_wait
         self._reclaim_interval = reclaim_interval
-        self._reclaimed_at = 0.0
         self._running: dict[int, int] = {ONLINE: 0, OFFLINE: 0}
         self.jobs_done = 0
         self._jobs: dict[str, tuple[Job, asyncio.Task[None]]] = {}
@@ -146,8 +144,6 @@ class StreamConsumer:
         if self._room(ONLINE) <= 0:
             await self._sleep(None)
             return
-        if await self._reclaim():
-            return
         if await self._take(ONLINE):
             return
         offline_room = self._room(OFFLINE) > 0
@@ -186,22 +182,26 @@ class StreamConsumer:
             self._start(entry)
         return True
 
-    async def _reclaim(self) -> bool:
-        """Take over entries of silent workers (online first), now and then."""
-        now = time.monotonic()
-        if now - self._reclaimed_at < self._reclaim_interval:
-            return False
-        self._reclaimed_at = now
-        got = False
+    async def reclaim_forever(self) -> None:
+        """Take over entries of silent workers (online first) every `reclaim_interval`, beside
+        the read loop (a pass over thousands of lanes never holds up a pick)."""
+        while not self._stopping:
+            await asyncio.sleep(self._reclaim_interval)
+            try:
+                await self._reclaim()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("could not look for silent workers' entries", exc_info=True)
+
+    async def _reclaim(self) -> None:
         for lane in await self._lanes_to_reclaim():
             room = self._room(lane.level)
-            if room <= 0:
+            if room <= 0 or self._stopping:
                 continue
             with contextlib.suppress(StreamsLost):
                 for entry in await self._reader.reclaim(lane, room):
                     self._start(entry)
-                    got = True
-        return got
 
     async def _lanes_to_reclaim(self) -> list[Lane]:
         """The lanes read lately where other workers hold entries (those idle past the

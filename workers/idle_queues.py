@@ -17,7 +17,7 @@ async def sweep_idle_queues(ctx: dict[str, Any]) -> int:
     store: Store = ctx["runtime"].store
     idle_s: int = ctx["runtime"].settings.queue_idle_ttl
     removed = 0
-    for name in await store.queues.all():
+    for name in await store.queues.idle_candidates(sorted(await store.queues.all()), idle_s):
         if await store.queues.remove_if_idle(name, idle_s):
             log.info("queue %s removed: idle for %ds after its last task expired", name, idle_s)
             removed += 1

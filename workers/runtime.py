@@ -131,6 +131,7 @@ class WorkerRuntime:
             self._consuming,
             asyncio.create_task(self._listen(), name="announcement listener"),
             asyncio.create_task(self._keep_alive(), name="in-flight keep-alive"),
+            asyncio.create_task(self.consumer.reclaim_forever(), name="take-over of entries"),
             asyncio.create_task(self._heartbeat(), name="heartbeat"),
             self._following,
         ]

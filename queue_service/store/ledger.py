@@ -15,6 +15,7 @@ from queue_service.timing import now_ms
 
 from .keys import Keys
 from .lua import LuaScripts
+from .queues import SWEEP_PAGE
 from .records import TaskRecord, callback_fields
 from .statistics import Statistics, field
 
@@ -35,12 +36,23 @@ class CallbacksDue:
     async def settle(self, queue: str, task_id: str) -> None:
         await self._redis.zrem(self._keys.callbacks_due(queue), task_id)
 
-    async def overdue(self, queue: str, limit: int = 100) -> list[str]:
-        """Task ids whose callback should have been settled by now (a worker died)."""
-        ids = await self._redis.zrangebyscore(
-            self._keys.callbacks_due(queue), "-inf", now_ms(), start=0, num=limit
-        )
-        return [task_id.decode() for task_id in ids]
+    async def overdue(self, queues: list[str], limit: int = 100) -> dict[str, list[str]]:
+        """Per queue with any, the task ids whose callback should have been settled by now
+        (a worker died): one round trip per `SWEEP_PAGE` queues."""
+        found: dict[str, list[str]] = {}
+        now = now_ms()
+        for start in range(0, len(queues), SWEEP_PAGE):
+            page = queues[start : start + SWEEP_PAGE]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for queue in page:
+                    pipe.zrangebyscore(
+                        self._keys.callbacks_due(queue), "-inf", now, start=0, num=limit
+                    )
+                replies = await pipe.execute()
+            for queue, ids in zip(page, replies, strict=True):
+                if ids:
+                    found[queue] = [task_id.decode() for task_id in ids]
+        return found
 
 
 class DeadLetters:

@@ -18,6 +18,9 @@ from .keys import CONSUMER_GROUP, Keys, tenant_id
 from .lua import LuaScripts
 from .scheduler import Lane, Scheduler
 
+SWEEP_PAGE = 500
+"""Queues looked at per round trip by the sweeps over every queue."""
+
 
 class QueueRegistry:
     def __init__(
@@ -121,6 +124,24 @@ class QueueRegistry:
             await cast(Awaitable[int], self._redis.srem(self._keys.paused, name))
             await self._scheduler.mark_queue(name, {""} | await self.tenants(name))
         await self._redis.publish(self._keys.new_queue_channel, name)  # workers look again
+
+    async def idle_candidates(self, names: list[str], idle_s: float) -> list[str]:
+        """Of these queues, those whose last task record expired `idle_s` ago or more (only
+        they may be idle: `remove_if_idle` decides), one round trip per `SWEEP_PAGE`."""
+        cutoff = now_ms() - idle_s * 1000
+        found = []
+        for start in range(0, len(names), SWEEP_PAGE):
+            page = names[start : start + SWEEP_PAGE]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for name in page:
+                    pipe.hget(self._keys.queue_meta(name), "expires_at")
+                expiries = await pipe.execute()
+            found += [
+                name
+                for name, expires in zip(page, expiries, strict=True)
+                if int(expires or 0) <= cutoff
+            ]
+        return found
 
     async def remove_if_idle(self, name: str, idle_s: float) -> bool:
         """Remove the queue (its streams, figures and registration) when nothing waits, runs

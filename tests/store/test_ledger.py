@@ -92,17 +92,20 @@ async def test_overdue_lists_callbacks_past_their_settle_time_oldest_first(
     await due.expect_by("q", "latest", now - 5_000)
     await due.expect_by("q", "in-time", now + 60_000)
     await due.expect_by("other", "elsewhere", now - 1_000)
-    assert await due.overdue("q") == ["latest", "late", "later"]
-    assert await due.overdue("q", limit=1) == ["latest"]
+    assert await due.overdue(["q", "other", "empty"]) == {
+        "q": ["latest", "late", "later"],
+        "other": ["elsewhere"],
+    }
+    assert await due.overdue(["q"], limit=1) == {"q": ["latest"]}
     await due.settle("q", "latest")
-    assert await due.overdue("q") == ["late", "later"]
-    assert await due.overdue("empty") == []
+    assert await due.overdue(["q"]) == {"q": ["late", "later"]}
+    assert await due.overdue(["empty"]) == {}
 
 
 async def test_a_freshly_finished_callback_job_is_not_overdue(
     store: Store, finished: TaskRecord
 ) -> None:
-    assert await store.callbacks.due.overdue("q") == []
+    assert await store.callbacks.due.overdue(["q"]) == {}
 
 
 async def test_dead_letters_add_all_forget(
