@@ -117,3 +117,41 @@ async def test_a_tenants_token_estimate_is_settled_with_the_answers_usage(
         elapsed = loop.time() - started
     assert {callback["status"] for callback in inbox.received} == {"succeeded"}
     assert elapsed < 10  # each answer used ~10 tokens: the estimate came back at once
+
+
+async def test_jobs_waiting_for_budget_leave_the_slots_to_other_tenants(
+    settings: Settings,
+    tmp_path: Path,
+    mock_upstream: tuple[str, Any],
+    receiver: tuple[str, CallbackReceiver],
+) -> None:
+    url, inbox = receiver
+    keys = tmp_path / "keys.toml"
+    keys.write_text(
+        '[[key]]\nkey = "slow-key-0001"\ntenant = "slow"\nrpm = 2\n'
+        '[[key]]\nkey = "fast-key-0001"\ntenant = "fast"\n'
+    )
+    tight = settings.model_copy(
+        update={"api_keys_file": str(keys), "concurrency": 2, "online_reserved_slots": 0}
+    )
+    async with (
+        serve(create_app(tight)) as api_url,
+        httpx.AsyncClient(base_url=api_url) as api,
+        running_worker(tight),
+    ):
+        slow = {"authorization": "Bearer slow-key-0001"}
+        for n in range(6):  # 2 go at once; 4 would hold both slots for minutes
+            await put(
+                api, put_body("shared", url, text=f"slow {n}", mock={"tokens": 1}), headers=slow
+            )
+        await inbox.wait_for(2, timeout=10)
+        fast = {"authorization": "Bearer fast-key-0001"}
+        for n in range(3):
+            await put(
+                api, put_body("shared", url, text=f"fast {n}", mock={"tokens": 1}), headers=fast
+            )
+        await inbox.wait_for(5, timeout=10)
+    texts = [r.body["messages"][-1]["content"] for r in mock_upstream[1].state.mock_requests]
+    # The fast tenant's jobs ran in seconds; the slow one's sent no more than its budget
+    # (a parked job goes back to the end of its lane: which two of its six went may vary).
+    assert sorted(text.split()[0] for text in texts) == ["fast"] * 3 + ["slow"] * 2

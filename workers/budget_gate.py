@@ -63,6 +63,17 @@ class BudgetGate:
     ) -> Admission:
         """Wait until the job's budgets have room for it (and its route is not cooling
         down), and take its share; the caller's deadline bounds the wait."""
+        while True:
+            admitted = await self.admit_within(record, route, data, LONGEST_NAP)
+            if isinstance(admitted, Admission):
+                return admitted
+            await asyncio.sleep(min(admitted, LONGEST_NAP))
+
+    async def admit_within(
+        self, record: TaskRecord, route: UpstreamRoute, data: dict[str, Any], most_s: float
+    ) -> Admission | float:
+        """Take the job's share if there is room within `most_s` seconds (waiting for it);
+        else the seconds it would have to wait, taking nothing."""
         budgets = [budget for budget in (route.budget, await self._tenant(record)) if budget]
         estimate = 0
         if any(budget.tpm for budget in budgets):
@@ -72,7 +83,15 @@ class BudgetGate:
             wait_ms = await self.budgets.take(route.name, budgets, estimate, online)
             if not wait_ms:
                 return Admission(budgets, estimate)
-            await asyncio.sleep(min(wait_ms / 1000, LONGEST_NAP))
+            if wait_ms / 1000 > most_s:
+                return wait_ms / 1000
+            await asyncio.sleep(wait_ms / 1000)
+
+    async def budgeted(self, route: UpstreamRoute | None = None) -> bool:
+        """Whether jobs (on `route`) fall under budgets: the route's, or some tenant's."""
+        if route is not None and route.budget is not None:
+            return True
+        return bool(await self._tenants_with_budgets())
 
     async def settle(self, admission: Admission, outcome: Outcome) -> None:
         """Settle the estimate with the answer's usage (a failed answer without usage used
@@ -99,7 +118,10 @@ class BudgetGate:
         return False
 
     async def _tenant(self, record: TaskRecord) -> Budget | None:
+        return (await self._tenants_with_budgets()).get(tenant_id(record.tenant))
+
+    async def _tenants_with_budgets(self) -> dict[str, Budget]:
         if time.monotonic() - self._tenants_read_at > TENANT_BUDGETS_TTL:
             self._tenants = await self.budgets.tenant_budgets()
             self._tenants_read_at = time.monotonic()
-        return self._tenants.get(tenant_id(record.tenant))
+        return self._tenants

@@ -96,8 +96,11 @@ class StreamConsumer:
         return True
 
     async def keep_alive(self) -> None:
-        """Tell the group this worker still works on its entries (see store/streams.py)."""
-        await self._reader.touch([job.entry for job, _ in self._jobs.values()])
+        """Tell the group this worker still works on its entries (see store/streams.py), and
+        keep their lanes where take-overs look, should this worker die."""
+        entries = [job.entry for job, _ in self._jobs.values()]
+        await self._reader.touch(entries)
+        await self.store.scheduler.note_active({entry.lane for entry in entries})
 
     async def hand_back(self) -> None:
         """Wait until the entries read beyond the room there was are back in their queues."""
@@ -151,9 +154,8 @@ class StreamConsumer:
             return
         self._blocked_online_only = not offline_room
         try:
-            await self._reader.wait_for_work(
-                [ONLINE, OFFLINE] if offline_room else [ONLINE], self._idle_wait
-            )
+            levels = [ONLINE, OFFLINE] if offline_room else [ONLINE]
+            await self._reader.wait_for_work(levels, self._idle_wait, self._only_queues)
         finally:
             self._blocked_online_only = False
 
@@ -176,10 +178,10 @@ class StreamConsumer:
         except StreamsLost:  # Redis lost the lane: recreate what is registered, drop the pick
             await self.store.queues.ensure_groups(pick.lane.queue)
             entries = []
+        for entry in entries:  # started before the settle, which may fail
+            self._start(entry)
         if len(entries) < room:
             await scheduler.settle(pick, len(entries))
-        for entry in entries:
-            self._start(entry)
         return True
 
     async def reclaim_forever(self) -> None:
@@ -201,24 +203,31 @@ class StreamConsumer:
                 continue
             with contextlib.suppress(StreamsLost):
                 for entry in await self._reader.reclaim(lane, room):
-                    self._start(entry)
+                    if self._room(entry.level) > 0:
+                        self._dispatch(entry)
+                    # else: no room after all; it stays pending, idle, for the next pass
 
     async def _lanes_to_reclaim(self) -> list[Lane]:
-        """The lanes read lately where other workers hold entries (those idle past the
-        visibility timeout are taken over: a live worker keeps its own fresh)."""
+        """The lanes read lately where entries are held (those idle past the visibility
+        timeout are taken over: a live worker keeps its own fresh), of unpaused queues this
+        worker serves. Lanes that hold nothing and were not read for an hour are forgotten."""
         scheduler = self.store.scheduler
-        await scheduler.prune_active(ACTIVE_LANE_TTL_MS)
-        me = {self._reader.consumer}
+        paused = await self.store.queues.paused()
         held: list[Lane] = []
-        async for page in scheduler.active_lanes():
-            lanes = [
-                lane
-                for lane in page
-                if self._only_queues is None or lane.queue in self._only_queues
-            ]
-            holders = await self._reader.holders(lanes)
-            held += [lane for lane, names in zip(lanes, holders, strict=True) if names - me]
+        forgotten: list[Lane] = []
+        async for page in scheduler.active_lanes(idle_ms=ACTIVE_LANE_TTL_MS):
+            holders = await self._reader.holders([lane for lane, _ in page])
+            for (lane, idle), names in zip(page, holders, strict=True):
+                if not names:
+                    if idle:
+                        forgotten.append(lane)
+                elif lane.queue not in paused and self._serves(lane.queue):
+                    held.append(lane)
+        await scheduler.forget_active(forgotten)
         return sorted(held, key=lambda lane: lane.level)
+
+    def _serves(self, queue: str) -> bool:
+        return self._only_queues is None or queue in self._only_queues
 
     async def _sleep(self, seconds: float | None) -> None:
         """Wait for a wake-up (or the timeout)."""

@@ -23,6 +23,7 @@ from .adapters import Upstream
 from .batch_sweep import sweep_batches
 from .callbacks import DELIVER_CALLBACK, deliver_callback, sweep_overdue_callbacks
 from .idle_queues import sweep_idle_queues
+from .ready_repair import sweep_ready_lanes
 from .routing import RoutingTable
 from .runtime import WorkerRuntime
 from .schedule import ScheduleError, schedule_cron_jobs
@@ -113,6 +114,12 @@ def worker_settings(settings: Settings, queues: frozenset[str] | None = None) ->
                 sweep_batches,
                 name=f"cron:{keys.prefix}:sweep_batches",
                 second=set(range(0, 60, BATCH_SWEEP_S)),
+                unique=True,
+            ),
+            cron(
+                sweep_ready_lanes,
+                name=f"cron:{keys.prefix}:sweep_ready_lanes",
+                second={45},
                 unique=True,
             ),
             cron(

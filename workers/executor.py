@@ -22,6 +22,7 @@ from queue_service.timing import now_ms
 
 from .adapters import ADAPTERS, TASK_APIS
 from .adapters.multipart import UploadPart
+from .budget_gate import Admission
 from .consumer import Job
 from .follower import TaskFollower
 from .limiter import Limiter
@@ -30,6 +31,9 @@ from .routing import JobRoutes, UpstreamRoute
 from .upstream_call import UpstreamCaller
 
 log = logging.getLogger("workers.executor")
+
+PARK_AFTER_S = 0.5
+"""A job whose budget has no room for longer than this gives its slot back (see `_park`)."""
 
 HAND_OVER_GRACE = 5.0
 """Seconds a cancelled job waits for its task's hand-over to the followers to end."""
@@ -45,6 +49,8 @@ class Handled(enum.Enum):
 
     SKIPPED = "skipped"
     """Gone, finished or cancelled before it started: its entry is only acknowledged."""
+    PARKED = "parked"
+    """Its budget has no room for a while: handed back to its lane, parked until then."""
     FOLLOWED = "followed"
     """Submitted to a task API: its upstream task is followed now (entry acknowledged)."""
 
@@ -63,8 +69,10 @@ class JobExecutor:
     ) -> None:
         self.tasks = store.tasks
         self.files = store.files
+        self.scheduler = store.scheduler
         self.max_deliveries = max_deliveries
         self.caller = caller
+        self.gate = caller.gate
         self.routes = routes
         self.limiter = limiter
         self.outcomes = outcomes
@@ -89,7 +97,7 @@ class JobExecutor:
             return
         if ran is Handled.SKIPPED:
             await self.tasks.ack(entry)
-        elif ran is not Handled.FOLLOWED:
+        elif not isinstance(ran, Handled):  # else followed or parked: nothing more here
             await self.outcomes.finish(entry.entry_id, *ran)
 
     async def _cancelled(self, job: Job) -> None:
@@ -140,24 +148,41 @@ class JobExecutor:
         await self.outcomes.finish(entry.entry_id, record, outcome)
 
     async def _run(self, entry: StreamEntry) -> tuple[TaskRecord, Outcome] | Handled:
-        if not self.routes.table.has_limits:
+        table = self.routes.table
+        if not table.has_limits and not table.has_budgets and not await self.gate.budgeted():
             return await self._start_and_call(entry)
         known = await self.tasks.load(entry.queue, entry.task_id)
         if known is None or known.status in TERMINAL_STATUSES:
             return Handled.SKIPPED
         data: dict[str, Any] = orjson.loads(known.data)
         route = self.routes.route(known, data)
+        admission = None
+        if await self.gate.budgeted(route):
+            admitted = await self.gate.admit_within(known, route, data, PARK_AFTER_S)
+            if not isinstance(admitted, Admission):
+                await self._park(entry, admitted)
+                return Handled.PARKED
+            admission = admitted
         lease = f"{self.worker_name}:{entry.task_id}"
         async with self.limiter.hold(route.limits, lease, entry.level, known.created_at):
-            return await self._start_and_call(entry, route, data)
+            return await self._start_and_call(entry, route, data, admission)
+
+    async def _park(self, entry: StreamEntry, wait_s: float) -> None:
+        """The job's budget has no room for `wait_s`: rather than hold a slot (and leave other
+        tenants' jobs waiting), hand it back to its lane and pass the lane over till then."""
+        await self.scheduler.park(entry.lane, now_ms() + int(wait_s * 1000))
+        await self.tasks.requeue(entry)
+        log.info("task %s waits %.1fs for budget: its lane is parked", entry.task_id, wait_s)
 
     async def _start_and_call(
         self,
         entry: StreamEntry,
         route: UpstreamRoute | None = None,
         data: dict[str, Any] | None = None,
+        admission: Admission | None = None,
     ) -> tuple[TaskRecord, Outcome] | Handled:
-        """Claim the task and call its upstream (`route` and `data`: when already known)."""
+        """Claim the task and call its upstream (`route`, `data` and the budget it took:
+        when already known)."""
         record = await self.tasks.start(entry.queue, entry.task_id, self.worker_name)
         if record is None or record.status in TERMINAL_STATUSES:
             return Handled.SKIPPED
@@ -178,7 +203,7 @@ class JobExecutor:
                 record.upstream_task_id,
             )
             return await self._hand_over(record, entry, record.upstream_task_id, again=True)
-        outcome = await self._call(record, route, data)
+        outcome = await self._call(record, route, data, admission)
         if _followed(record.endpoint) and outcome.status is Status.SUCCEEDED:
             api = TASK_APIS[TASK_API_ENDPOINTS[record.endpoint]]
             upstream_task_id = api.task_id(orjson.loads(outcome.body))
@@ -205,7 +230,11 @@ class JobExecutor:
         return Handled.FOLLOWED
 
     async def _call(
-        self, record: TaskRecord, route: UpstreamRoute | None, data: dict[str, Any] | None
+        self,
+        record: TaskRecord,
+        route: UpstreamRoute | None,
+        data: dict[str, Any] | None,
+        admission: Admission | None,
     ) -> Outcome:
         """Call the upstream (on `route`, or the one routing picks) within the job's deadline."""
         adapter = ADAPTERS.get(record.endpoint)
@@ -229,7 +258,7 @@ class JobExecutor:
         remaining = worker_deadline(record) - time.time()
         try:
             async with asyncio.timeout(remaining):
-                return await self.caller.call(record, adapter, route, data, relay)
+                return await self.caller.call(record, adapter, route, data, relay, admission)
         except TimeoutError:
             return Outcome.error(Status.TIMEOUT, 408, "job timed out", "timeout")
 

@@ -90,6 +90,10 @@ class RoutingTable:
         """Scheduling weights of the queues the file gives one (others weigh 1)."""
 
     @property
+    def has_budgets(self) -> bool:
+        return any(entry.rpm or entry.tpm for _, entry in self._routes.values())
+
+    @property
     def has_limits(self) -> bool:
         return bool(self._queue_limits) or any(
             entry.max_concurrency for _, entry in self._routes.values()

@@ -15,7 +15,7 @@ from arq.connections import ArqRedis
 from queue_service.credentials import CredentialBox
 from queue_service.outbound import CallbackPolicy
 from queue_service.settings import Settings
-from queue_service.store import Store, Topic
+from queue_service.store import STORE_ERRORS, Store, Topic
 
 from .adapters import Upstream
 from .budget_gate import BudgetGate
@@ -25,6 +25,7 @@ from .executor import JobExecutor
 from .follower import TaskFollower, TaskFollowPolicy
 from .limiter import Limiter
 from .outcomes import OutcomeRecorder
+from .ready_repair import repair_ready_lanes
 from .routing import JobRoutes, RoutingTable
 from .upstream_call import RetryPolicy, SizeLimits, UpstreamCaller
 
@@ -132,6 +133,7 @@ class WorkerRuntime:
             asyncio.create_task(self._listen(), name="announcement listener"),
             asyncio.create_task(self._keep_alive(), name="in-flight keep-alive"),
             asyncio.create_task(self.consumer.reclaim_forever(), name="take-over of entries"),
+            asyncio.create_task(self._repair_ready_lanes(), name="ready-lane repair"),
             asyncio.create_task(self._heartbeat(), name="heartbeat"),
             self._following,
         ]
@@ -172,6 +174,13 @@ class WorkerRuntime:
         await self.reader.aclose()
         await self.store.aclose()
 
+    async def _repair_ready_lanes(self) -> None:
+        """Once at start (the cron does it every minute): jobs in lanes a crash left unmarked."""
+        try:
+            await repair_ready_lanes(self.store)
+        except STORE_ERRORS as exc:
+            log.warning("could not look for unmarked lanes at start (%s)", exc)
+
     async def _heartbeat(self) -> None:
         """Say who this worker is and how busy, for `queue-service workers`, stats, metrics."""
         while True:
@@ -185,6 +194,8 @@ class WorkerRuntime:
             }
             try:
                 await self.store.heartbeats.beat(self.name, beat)
+                if self.queues is not None:  # kept, should Redis have lost it
+                    await self.store.scheduler.serve_only(self.queues)
             except Exception:
                 log.warning("heartbeat failed", exc_info=True)
             await asyncio.sleep(self.settings.heartbeat_interval)

@@ -29,7 +29,7 @@ from queue_service.timing import backoff
 from .adapters import Adapter
 from .adapters.http import AnswerTooLarge, read_body
 from .adapters.task_apis import TaskSubmitAdapter
-from .budget_gate import BudgetGate
+from .budget_gate import Admission, BudgetGate
 from .retry import parse_retry_after, retryable_status
 from .routing import UpstreamRoute
 from .sse import EventTooLarge, sse_events
@@ -86,8 +86,10 @@ class UpstreamCaller:
         route: UpstreamRoute,
         data: dict[str, Any],
         relay: bool,
+        admission: Admission | None = None,
     ) -> Outcome:
         """The job's outcome after up to `max_retries` retries, never past its deadline.
+        Every request first takes its budget (`admission`: what the first one took already).
 
         A streamed job is not retried once an event has been relayed to its client.
         """
@@ -95,10 +97,11 @@ class UpstreamCaller:
         data = with_priority(route.hints, record, data)
         tier = TierChoice(route.hints, record, data)
         while True:
-            admission = await self.gate.admit(record, route, data)
-            attempt = await self._attempt_on_tier(record, adapter, route, data, relay, tier)
+            attempt = await self._attempt_on_tier(
+                record, adapter, route, data, relay, tier, admission
+            )
+            admission = None
             outcome = attempt.outcome
-            await self.gate.settle(admission, outcome)
             paused = await self.gate.pushed_back(route, outcome.status_code, attempt.retry_after)
             if not attempt.retryable or retries >= self.policy.max_retries:
                 return outcome
@@ -127,11 +130,15 @@ class UpstreamCaller:
         data: dict[str, Any],
         relay: bool,
         tier: TierChoice,
+        admission: Admission | None,
     ) -> Attempt:
         """An attempt on the job's service tier while it holds; refused, or cut off as the
         deadline nears, the same attempt again at once on the default tier (it was not the
-        request's fault, so it spends no retry)."""
+        request's fault, so it spends no retry). Each request takes its budget first and
+        settles it with the answer."""
         while True:
+            taken = admission or await self.gate.admit(record, route, data)
+            admission = None
             body, tier_time = tier.request(data)
             try:
                 async with asyncio.timeout(tier_time) as cut:
@@ -141,6 +148,7 @@ class UpstreamCaller:
                     raise  # the job's own deadline
                 tier.fall_back("still unanswered as the job's deadline nears")
                 continue
+            await self.gate.settle(taken, attempt.outcome)
             if not tier.refused(attempt.outcome):
                 return attempt
 

@@ -43,6 +43,7 @@ from .usage import ROUTES as USAGE_ROUTES
 log = logging.getLogger("queue_service.api.app")
 
 CONNECT_RETRY_S = 1.0
+TERMS_REPUBLISH_S = 60.0
 _NOT_REACHED: tuple[type[Exception], ...] = (*STORE_ERRORS, ServiceUnavailable)
 
 
@@ -68,11 +69,7 @@ async def _reach_redis(state: AppState, tries: int) -> bool:
     settings = state.settings
     try:
         instance = await state.store.instance.claim(settings.instance)
-        tenants = state.auth.tenants
-        weights = {name: terms.weight for name, terms in tenants.items() if terms.weight != 1}
-        await state.store.scheduler.set_weights("t", weights)
-        budgets = {name: (t.rpm, t.tpm) for name, t in tenants.items() if t.rpm or t.tpm}
-        await state.store.budgets.set_tenant_budgets(budgets)
+        await _publish_tenant_terms(state)
         await state.hub.start()
     except _NOT_REACHED as exc:
         log.warning(
@@ -88,6 +85,25 @@ async def _reach_redis(state: AppState, tries: int) -> bool:
     return True
 
 
+async def _publish_tenant_terms(state: AppState) -> None:
+    """The keys file's tenant weights and budgets, where every worker reads them."""
+    tenants = state.auth.tenants
+    weights = {name: terms.weight for name, terms in tenants.items() if terms.weight != 1}
+    await state.store.scheduler.set_weights("t", weights)
+    budgets = {name: (t.rpm, t.tpm) for name, t in tenants.items() if t.rpm or t.tpm}
+    await state.store.budgets.set_tenant_budgets(budgets)
+
+
+async def _keep_tenant_terms(state: AppState) -> None:
+    """Publish them again every minute: Redis may have lost them (a flush, a failover)."""
+    while True:
+        await asyncio.sleep(TERMS_REPUBLISH_S)
+        try:
+            await _publish_tenant_terms(state)
+        except _NOT_REACHED as exc:
+            log.warning("could not publish the tenants' weights and budgets (%s)", exc)
+
+
 async def _stay_connected(state: AppState) -> None:
     """Wait for Redis as long as it takes (one log line per try), then keep the lease."""
     tries = 1
@@ -95,7 +111,9 @@ async def _stay_connected(state: AppState) -> None:
         await asyncio.sleep(CONNECT_RETRY_S)
         tries += 1
         await _reach_redis(state, tries)
-    await state.store.instance.keep()
+    async with asyncio.TaskGroup() as group:
+        group.create_task(state.store.instance.keep())
+        group.create_task(_keep_tenant_terms(state))
 
 
 def _routed_models(settings: Settings) -> list[str]:

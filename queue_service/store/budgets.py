@@ -51,20 +51,27 @@ class Budgets:
         self._lua = lua
 
     async def take(self, route: str, budgets: list[Budget], tokens: int, online: bool) -> int:
-        """Take a request and `tokens` from every budget: 0, or the ms to wait first."""
+        """Take a request and `tokens` from every budget: 0, or the ms to wait first.
+
+        A request needs a whole one left (above the online reserve, for an offline job);
+        tokens need only a positive level there, and may take it below zero."""
+        reserve = 0.0 if online else ONLINE_RESERVE
         buckets: list[str] = []
-        sizes_and_amounts: list[float] = []
+        size_amount_need: list[float] = []
         for budget in budgets:
-            for kind, size, amount in (("rpm", budget.rpm, 1), ("tpm", budget.tpm, tokens)):
-                if size:
-                    buckets.append(self._keys.budget_bucket(budget.owner, kind))
-                    sizes_and_amounts += [size, amount]
+            if budget.rpm:
+                need = min(1 + reserve * budget.rpm, budget.rpm)
+                buckets.append(self._keys.budget_bucket(budget.owner, "rpm"))
+                size_amount_need += [budget.rpm, 1, need]
+            if budget.tpm:
+                need = min(reserve * budget.tpm + 1, budget.tpm)
+                buckets.append(self._keys.budget_bucket(budget.owner, "tpm"))
+                size_amount_need += [budget.tpm, tokens, need]
         return await self._lua.budget_take(
             cooldown=self._keys.cooldown(route),
             buckets=buckets,
             now_ms=now_ms(),
-            reserve=0.0 if online else ONLINE_RESERVE,
-            sizes_and_amounts=sizes_and_amounts,
+            size_amount_need=size_amount_need,
         )
 
     async def settle(self, budgets: list[Budget], estimated: int, used: int) -> None:
@@ -77,11 +84,14 @@ class Budgets:
                 )
 
     async def cool_down(self, route: str, seconds: float) -> None:
-        """Pause the route for every worker for `seconds` (a longer pause set already stays)."""
+        """Pause the route for every worker for `seconds` (a longer pause set already stays),
+        in one atomic step."""
         key = self._keys.cooldown(route)
         ms = max(math.ceil(seconds * 1000), 1)
-        if await self._redis.pttl(key) < ms:
-            await self._redis.set(key, 1, px=ms)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(key, 1, nx=True, px=ms)
+            pipe.pexpire(key, ms, gt=True)
+            await pipe.execute()
 
     async def set_tenant_budgets(self, budgets: dict[str, tuple[int | None, int | None]]) -> None:
         """Replace the tenants' budgets (by tenant name: rpm, tpm) from the keys file."""

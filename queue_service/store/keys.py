@@ -1,8 +1,9 @@
 """Every Redis key and channel name the service uses, built in one place.
 
 A queue's keys share the hash tag `{<queue>}` so that they live in one Redis Cluster slot
-and one Lua script may touch them all; the scheduler's keys share `{sched}`; the queue
-registry is global.
+and one Lua script may touch them all; the scheduler's keys share `{sched}` and the budgets'
+`{budget}`, so each of their scripts stays in one slot too. The queue registry and a few
+more are global; `remove_queue.lua`, which edits the registry, still spans slots.
 
 A queue has one stream per level and tenant (a *lane*): the scheduler shares the workers
 between tenants, so one tenant's backlog never sits in front of another's jobs. A lane's
@@ -132,9 +133,24 @@ class Keys:
         `vt:<tenant id>` its queues' virtual time; `q:<tenant id>|<queue>` a queue's pass."""
         return f"{self.prefix}:{{sched}}:{level}:passes"
 
-    def wake(self, level: int) -> str:
-        """List: tokens pushed when work is put at `level`; idle workers block on it."""
-        return f"{self.prefix}:{{sched}}:{level}:wake"
+    def wake(self, level: int, queue: str | None = None) -> str:
+        """List: tokens pushed when work is put at `level` (on `queue`: only for the queues
+        in `filtered_queues`); idle workers block on it."""
+        if queue is None:
+            return f"{self.prefix}:{{sched}}:{level}:wake"
+        return f"{self.prefix}:{{sched}}:{level}:wake:{queue}"
+
+    @property
+    def parked_lanes(self) -> str:
+        """Sorted set: `<level>|<tenant id>|<queue>` of lanes whose next job waits for budget
+        -> until when (ms); picks pass them over until then."""
+        return f"{self.prefix}:{{sched}}:parked"
+
+    @property
+    def filtered_queues(self) -> str:
+        """Set: queues that workers serving only some queues (`--queues`) serve: their puts
+        also wake those workers' own lists."""
+        return f"{self.prefix}:{{sched}}:filtered"
 
     @property
     def weights(self) -> str:

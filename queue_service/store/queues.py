@@ -143,6 +143,24 @@ class QueueRegistry:
             ]
         return found
 
+    async def repair_ready(self, names: list[str]) -> int:
+        """Mark ready every lane of these queues with entries not yet handed out (see
+        `Scheduler.repair`), `SWEEP_PAGE` queues per round trip; how many were marked."""
+        marked = 0
+        for start in range(0, len(names), SWEEP_PAGE):
+            page = names[start : start + SWEEP_PAGE]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for name in page:
+                    pipe.smembers(self._keys.queue_tenants(name))
+                tenants = await pipe.execute()
+            lanes = [
+                lane
+                for name, members in zip(page, tenants, strict=True)
+                for lane in lanes_of(name, {member.decode() for member in members})
+            ]
+            marked += await self._scheduler.repair(lanes, [self.lane_key(lane) for lane in lanes])
+        return marked
+
     async def remove_if_idle(self, name: str, idle_s: float) -> bool:
         """Remove the queue (its streams, figures and registration) when nothing waits, runs
         or is owed on it and its last task record expired `idle_s` seconds ago or more."""
@@ -168,6 +186,7 @@ class QueueRegistry:
         )
         if removed:
             self._forget(name)
+            await self._scheduler.forget(lanes)
         return removed
 
     async def ensure_groups(self, name: str) -> bool:

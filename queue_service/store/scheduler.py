@@ -26,7 +26,9 @@ from .lua import LuaScripts
 ACTIVE_PAGE = 256
 """Lanes read per page of the active set."""
 MOST_LOOKS = 256
-"""Most lanes one pick looks at (only a worker serving a few queues skips many)."""
+"""Most lanes one pick looks at: a worker serving every queue takes the first it meets."""
+MOST_LOOKS_FILTERED = 4096
+"""...and one serving some queues (`--queues`) may have to pass over many of others."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,15 +65,59 @@ class Scheduler:
             marks=keys.lane_marks(level),
             passes=keys.passes(level),
             wake=keys.wake(level),
+            filtered=keys.filtered_queues,
+            queue_wake=keys.wake(level, queue),
             tenant=tenant,
             queue=queue,
         )
 
+    async def forget(self, lanes: list[Lane]) -> None:
+        """Drop what the scheduler keeps of these lanes (their queue was removed)."""
+        keys = self._keys
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for lane in lanes:
+                member = f"{lane.tenant}|{lane.queue}"
+                pipe.hdel(keys.lane_marks(lane.level), member)
+                pipe.hdel(keys.passes(lane.level), f"q:{member}")
+                pipe.zrem(keys.ready_queues(lane.level, lane.tenant), lane.queue)
+                pipe.zrem(keys.active_lanes, _active_member(lane))
+                pipe.zrem(keys.parked_lanes, _active_member(lane))
+            await pipe.execute()
+
+    async def park(self, lane: Lane, until_ms: int) -> None:
+        """Pass the lane over until `until_ms`: its next job waits for budget, and other
+        lanes' jobs should have the slots meanwhile."""
+        await self._redis.zadd(self._keys.parked_lanes, {_active_member(lane): until_ms})
+
+    async def serve_only(self, queues: frozenset[str]) -> None:
+        """A worker serving only these queues: their puts wake it on lists of their own."""
+        await cast(Awaitable[int], self._redis.sadd(self._keys.filtered_queues, *sorted(queues)))
+
     async def mark_queue(self, queue: str, tenants: Iterable[str]) -> None:
-        """Mark every lane of a queue (its tenants by name): after a resume, or a repair."""
+        """Mark every lane of a queue (its tenants by name), after a resume."""
         for tenant in tenants:
             for level in (0, 1):
                 await self.mark(queue, level, tenant_id(tenant))
+
+    async def repair(self, lanes: list[Lane], streams: list[str]) -> int:
+        """Mark the lanes (with their stream keys) that hold entries no worker was handed:
+        a put whose process died between storing and marking, or scheduler keys lost
+        apart from the streams, leaves such a lane unmarked. Returns how many it marked."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for stream in streams:
+                pipe.xinfo_groups(stream)
+            replies = await pipe.execute(raise_on_error=False)
+        marked = 0
+        for lane, groups in zip(lanes, replies, strict=True):
+            if not isinstance(groups, list):
+                continue  # no stream: nothing waits there
+            for group in groups:
+                lag = group.get("lag")
+                if lag is None or int(lag) > 0:  # None: Redis cannot tell (entries deleted)
+                    await self.mark(lane.queue, lane.level, lane.tenant)
+                    marked += 1
+                    break
+        return marked
 
     async def pick(self, level: int, count: int, serves: frozenset[str] | None) -> Pick | None:
         """The lane to read up to `count` entries from next at `level` (of the queues in
@@ -84,11 +130,12 @@ class Scheduler:
             weights=keys.weights,
             paused=keys.paused,
             active=keys.active_lanes,
+            parked=keys.parked_lanes,
             ready_queues_prefix=keys.ready_queues_prefix(level),
             count=count,
             now_ms=now_ms(),
             level=level,
-            most_looks=MOST_LOOKS,
+            most_looks=MOST_LOOKS if serves is None else MOST_LOOKS_FILTERED,
             serves=sorted(serves) if serves is not None else [],
         )
         if picked is None:
@@ -127,24 +174,34 @@ class Scheduler:
                 pipe.hset(self._keys.weights, mapping=fields)
             await pipe.execute()
 
-    async def active_lanes(self) -> AsyncIterator[list[Lane]]:
-        """The lanes workers have read from (where silent workers' entries may be), a page
-        at a time: each read stays short however many lanes there are."""
-        start = 0
+    async def active_lanes(self, idle_ms: int) -> AsyncIterator[list[tuple[Lane, bool]]]:
+        """The lanes workers have read from or hold entries of (where silent workers'
+        entries may be), a page at a time so each read stays short, each with whether it
+        was last noted more than `idle_ms` ago."""
+        start, idle_before = 0, now_ms() - idle_ms
         while True:
             members = await self._redis.zrange(
-                self._keys.active_lanes, start, start + ACTIVE_PAGE - 1
+                self._keys.active_lanes, start, start + ACTIVE_PAGE - 1, withscores=True
             )
             if not members:
                 return
-            lanes = []
-            for member in members:
+            page = []
+            for member, noted in members:
                 level, tenant, queue = member.decode().split("|", 2)
-                lanes.append(Lane(queue, int(level), tenant))
-            yield lanes
+                page.append((Lane(queue, int(level), tenant), noted < idle_before))
+            yield page
             start += ACTIVE_PAGE
 
-    async def prune_active(self, idle_ms: int) -> None:
-        """Forget lanes nobody read from for `idle_ms`: entries of a silent worker there were
-        taken over long before."""
-        await self._redis.zremrangebyscore(self._keys.active_lanes, "-inf", now_ms() - idle_ms)
+    async def note_active(self, lanes: Iterable[Lane]) -> None:
+        """Lanes this worker holds entries of stay in the active set (see `active_lanes`)."""
+        members = {_active_member(lane): now_ms() for lane in lanes}
+        if members:
+            await self._redis.zadd(self._keys.active_lanes, members)
+
+    async def forget_active(self, lanes: list[Lane]) -> None:
+        if lanes:
+            await self._redis.zrem(self._keys.active_lanes, *map(_active_member, lanes))
+
+
+def _active_member(lane: Lane) -> str:
+    return f"{lane.level}|{lane.tenant}|{lane.queue}"

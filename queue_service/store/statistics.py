@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 
 from .heartbeats import Heartbeats
 from .keys import CONSUMER_GROUP, Keys
-from .queues import QueueRegistry, lanes_of
+from .queues import SWEEP_PAGE, QueueRegistry, lanes_of
 from .records import Outcome, TaskRecord
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -125,7 +125,13 @@ class Statistics:
         return int(first[0][0].split(b"-")[0]) if first else None
 
     async def snapshot(self, queues: list[str]) -> dict[str, QueueSnapshot]:
-        """Every given queue's levels and counts, in two round trips (pipelines)."""
+        """Every given queue's levels and counts, two round trips per `SWEEP_PAGE` queues."""
+        snapshots: dict[str, QueueSnapshot] = {}
+        for start in range(0, len(queues), SWEEP_PAGE):
+            snapshots |= await self._snapshot(queues[start : start + SWEEP_PAGE])
+        return snapshots
+
+    async def _snapshot(self, queues: list[str]) -> dict[str, QueueSnapshot]:
         async with self._redis.pipeline(transaction=False) as pipe:
             for queue in queues:
                 pipe.smembers(self._keys.queue_tenants(queue))

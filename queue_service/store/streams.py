@@ -65,13 +65,9 @@ class StreamReader:
         self.consumer = consumer
         self.visibility_ms = int(visibility_timeout * 1000)
         self._blocking_client_id: int | None = None
-        self._lane_keys: dict[Lane, str] = {}
 
     def _key(self, lane: Lane) -> str:
-        key = self._lane_keys.get(lane)
-        if key is None:
-            key = self._lane_keys[lane] = self._keys.stream(lane.queue, lane.level, lane.tenant)
-        return key
+        return self._keys.stream(lane.queue, lane.level, lane.tenant)
 
     async def read(self, lane: Lane, count: int) -> list[StreamEntry]:
         """Up to `count` entries of the lane never handed to a worker before."""
@@ -90,13 +86,18 @@ class StreamReader:
                 )
         return entries
 
-    async def wait_for_work(self, levels: list[int], wait_s: float) -> None:
-        """Return when work was put at one of `levels` (or a wake token waited already),
-        after `wait_s` seconds, or when interrupted."""
+    async def wait_for_work(
+        self, levels: list[int], wait_s: float, queues: frozenset[str] | None = None
+    ) -> None:
+        """Return when work was put at one of `levels` (on one of `queues`, when given), or
+        a wake token waited already, after `wait_s` seconds, or when interrupted."""
         if self._blocking_client_id is None:
             self._blocking_client_id = int(await self._blocking.client_id())
         try:
-            wakes = [self._keys.wake(level) for level in levels]
+            if queues is None:
+                wakes = [self._keys.wake(level) for level in levels]
+            else:
+                wakes = [self._keys.wake(level, q) for level in levels for q in sorted(queues)]
             await cast(Awaitable[Any], self._blocking.blpop(wakes, wait_s))  # type: ignore[arg-type]
         except Exception:
             self._blocking_client_id = None  # reconnected: a new id

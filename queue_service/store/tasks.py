@@ -141,7 +141,10 @@ class Tasks:
             except ResponseError as exc:
                 refusal = str(exc)
                 if refusal.startswith("IDEMPOTENT"):
-                    return self._earlier(submission, refusal)
+                    earlier = self._earlier(submission, refusal)
+                    # The first put may have died before marking its lane: mark it now.
+                    await self._scheduler.mark(queue, job.level, tenant_id(submission.tenant))
+                    return earlier
                 if refusal.startswith("DUPLICATE"):
                     raise StaleSubmission(f"task id {text_id} is taken; put it again") from exc
                 if not refusal.startswith("STALE") or attempt == 2:

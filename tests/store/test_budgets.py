@@ -1,5 +1,6 @@
-"""Budgets: requests and tokens per minute taken all or nothing, a reserve left to online
-jobs, estimates settled with usage, and a route's cooldown honoured by every take."""
+"""Budgets: requests and tokens per minute taken all or nothing, tokens lent into debt (a
+big job is never starved), a reserve left to online jobs, estimates settled with usage, and a
+route's cooldown honoured by every take."""
 
 from __future__ import annotations
 
@@ -16,9 +17,17 @@ async def test_a_take_comes_out_of_every_budget_until_one_runs_short(store: Stor
     budgets = [ROUTE, TENANT]
     assert await store.budgets.take("r", budgets, 400, online=True) == 0
     assert await store.budgets.take("r", budgets, 400, online=True) == 0
-    wait = await store.budgets.take("r", budgets, 400, online=True)  # the tenant has ~200 left
-    assert 10_000 < wait <= 12_100  # 200 tokens short at 1,000 a minute: about 12 s
+    assert await store.budgets.take("r", budgets, 400, online=True) == 0  # 200 left: lent
+    wait = await store.budgets.take("r", budgets, 400, online=True)  # the tenant owes ~200
+    assert 11_000 < wait <= 12_100  # back to a token at 1,000 a minute: about 12 s
     assert await store.budgets.take("r", [ROUTE], 400, online=True) == 0  # the route had room
+
+
+async def test_a_job_bigger_than_the_budget_still_goes_once_it_is_full(store: Store) -> None:
+    small = [Budget("tenant:big", rpm=1, tpm=1000)]
+    assert await store.budgets.take("r", small, 5000, online=False) == 0  # never locked out
+    wait = await store.budgets.take("r", small, 10, online=True)
+    assert wait > 60_000  # the debt of 4,000 tokens (and the request) take minutes to refill
 
 
 async def test_nothing_is_taken_when_one_budget_refuses(store: Store, redis: Redis) -> None:
@@ -41,9 +50,10 @@ async def test_offline_jobs_leave_a_reserve_to_online_ones(store: Store) -> None
 async def test_settling_gives_back_what_the_estimate_took_beyond_the_use(store: Store) -> None:
     budgets = [TENANT]
     assert await store.budgets.take("r", budgets, 900, online=True) == 0
-    assert await store.budgets.take("r", budgets, 500, online=True) > 0
-    await store.budgets.settle(budgets, estimated=900, used=100)
-    assert await store.budgets.take("r", budgets, 500, online=True) == 0
+    assert await store.budgets.take("r", budgets, 500, online=True) == 0  # into a debt of 400
+    assert await store.budgets.take("r", budgets, 1, online=True) > 0
+    await store.budgets.settle(budgets, estimated=900, used=100)  # 800 back: 400 left
+    assert await store.budgets.take("r", budgets, 1, online=True) == 0
 
 
 async def test_usage_beyond_the_estimate_is_taken_too(store: Store) -> None:

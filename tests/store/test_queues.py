@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from queue_service.store import Keys, Store
+from queue_service.store import Keys, Store, StreamReader
 from queue_service.store.keys import CONSUMER_GROUP
 
 from . import ALICE, listening, put_request, submit
@@ -115,3 +115,25 @@ async def test_groups_are_never_made_again_for_a_removed_queue(
     assert await store.queues.remove_if_idle("gone-soon", 0)
     assert not await store.queues.ensure_groups("gone-soon")  # a late worker or stats read
     assert [key async for key in redis.scan_iter(match=f"{prefix}:{{gone-soon}}:*")] == []
+
+
+async def test_a_removed_queue_leaves_nothing_in_the_scheduler(
+    store: Store, reader: StreamReader, redis: Redis, prefix: str
+) -> None:
+    await submit(store, put_request("gone-soon"))
+    pick = await store.scheduler.pick(0, 1, None)
+    assert pick is not None
+    (entry,) = await reader.read(pick.lane, 1)
+    await store.tasks.ack(entry)
+    await store.scheduler.settle(pick, 0)
+    await redis.delete(Keys(prefix).task("gone-soon", entry.task_id))  # its record expired
+    await redis.hset(Keys(prefix).queue_meta("gone-soon"), "expires_at", 0)
+    assert await store.queues.remove_if_idle("gone-soon", 0)
+    left = [
+        (key, field)
+        async for key in redis.scan_iter(match=f"{prefix}:{{sched}}:*")
+        for field in (await redis.hkeys(key) if await redis.type(key) == b"hash" else [])
+        if b"gone-soon" in field
+    ]
+    assert left == []
+    assert await redis.zcard(Keys(prefix).active_lanes) == 0

@@ -124,3 +124,39 @@ async def test_a_lane_marked_while_its_short_read_settles_stays_ready(
 
 async def test_an_empty_level_picks_nothing(store: Store) -> None:
     assert await store.scheduler.pick(0, 4, None) is None
+
+
+async def test_a_lane_nobody_serves_does_not_hold_the_virtual_time_back(
+    store: Store, reader: StreamReader
+) -> None:
+    await backlog(store, "c", 1, queue="nobody")  # lowest pass, but no worker serves it
+    await backlog(store, "a", 60)
+    await backlog(store, "b", 60)
+    names = {tenant_id(name): name for name in "abc"}
+
+    async def turn() -> str:
+        pick = await store.scheduler.pick(1, 1, frozenset({"q"}))
+        assert pick is not None
+        assert len(await reader.read(pick.lane, 1)) == 1
+        return names[pick.lane.tenant]
+
+    for _ in range(40):
+        await turn()
+    await backlog(store, "c", 30)  # c arrives: no credit for the turns it did not need
+    served = Counter([await turn() for _ in range(30)])
+    assert served["c"] <= 11, served
+
+
+async def test_a_repair_marks_lanes_whose_mark_was_lost(
+    store: Store, reader: StreamReader, redis: Redis, prefix: str
+) -> None:
+    await backlog(store, "a", 2)
+    await backlog(store, "b", 1, queue="other")
+    keys = Keys(prefix)
+    async for key in redis.scan_iter(match=f"{prefix}:{{sched}}:*"):  # lost with a crash
+        await redis.delete(key)
+    assert await store.scheduler.pick(1, 1, None) is None
+    assert await store.queues.repair_ready(["q", "other", "empty"]) == 2
+    assert Counter(await turns(store, reader, 4)) == {"a": 2, "b/other": 1, None: 1}
+    assert await store.queues.repair_ready(["q", "other"]) == 0  # nothing waits now
+    assert await redis.exists(keys.ready_tenants(1)) == 0

@@ -253,3 +253,17 @@ async def test_reclaim_finds_an_idle_entry_behind_many_live_ones(
     taken = await other.reclaim(Lane("q", 0, ALICE), 1)  # a worker with one free slot
     assert [entry.entry_id for entry in taken] == [lost.entry_id]
     assert len(live) == 20
+
+
+async def test_a_worker_serving_some_queues_is_woken_by_their_puts_only(
+    store: Store, reader: StreamReader, redis: Redis
+) -> None:
+    await store.scheduler.serve_only(frozenset({"mine"}))
+    mine = frozenset({"mine"})
+    waiting = asyncio.create_task(reader.wait_for_work([1], LONG_BLOCK_MS / 1000, mine))
+    await eventually(lambda: blocked(redis, reader))
+    await submit(store, put_request("theirs", ResponseMode.CALLBACK, level=1))
+    assert await redis.llen(store.keys.wake(1)) == 1  # the general token: others' to take
+    assert not waiting.done()
+    await submit(store, put_request("mine", ResponseMode.CALLBACK, level=1))
+    await asyncio.wait_for(waiting, 5)

@@ -292,11 +292,13 @@ class LuaScripts:
         marks: str,
         passes: str,
         wake: str,
+        filtered: str,
+        queue_wake: str,
         tenant: str,
         queue: str,
     ) -> None:
         """Mark a lane as maybe holding work, and wake an idle worker."""
-        keys = [ready_tenants, ready_queues, marks, passes, wake]
+        keys = [ready_tenants, ready_queues, marks, passes, wake, filtered, queue_wake]
         await self._mark(keys=keys, args=[tenant, queue])
 
     async def pick(
@@ -308,6 +310,7 @@ class LuaScripts:
         weights: str,
         paused: str,
         active: str,
+        parked: str,
         ready_queues_prefix: str,
         count: int,
         now_ms: int,
@@ -317,7 +320,7 @@ class LuaScripts:
     ) -> tuple[str, str, int] | None:
         """The next lane to read at `level` (queue, tenant id, mark count), its share charged
         for `count` entries; None when no lane is ready."""
-        keys = [ready_tenants, marks, passes, weights, paused, active]
+        keys = [ready_tenants, marks, passes, weights, paused, active, parked]
         args: list[Any] = [ready_queues_prefix, count, now_ms, level, most_looks, *serves]
         picked: list[bytes] | None = await self._pick(keys=keys, args=args)
         if not picked:
@@ -349,11 +352,10 @@ class LuaScripts:
         cooldown: str,
         buckets: list[str],
         now_ms: int,
-        reserve: float,
-        sizes_and_amounts: list[float],
+        size_amount_need: list[float],
     ) -> int:
         """Take from every bucket at once: 0, or the milliseconds to wait first."""
-        args: list[Any] = [now_ms, reserve, *sizes_and_amounts]
+        args: list[Any] = [now_ms, *size_amount_need]
         return int(await self._budget_take(keys=[cooldown, *buckets], args=args))
 
     async def budget_adjust(self, *, bucket: str, tokens: float, size: float) -> None:

@@ -3,8 +3,10 @@
 -- starts at the virtual time, never below its own last pass: idling earns no credit), the
 -- lane's mark count goes up and an idle worker is woken. Called after each put and each
 -- entry handed back; a lane marked but empty costs one empty read.
+-- Workers serving only some queues (`--queues`) wait on their queues' own wake lists.
 -- KEYS[1] ready tenants, KEYS[2] the tenant's ready queues, KEYS[3] lane marks,
--- KEYS[4] passes, KEYS[5] wake list
+-- KEYS[4] passes, KEYS[5] wake list, KEYS[6] queues served by workers serving only some,
+-- KEYS[7] the queue's own wake list
 -- ARGV[1] tenant id, ARGV[2] queue
 local tenant, queue = ARGV[1], ARGV[2]
 local lane = tenant .. '|' .. queue
@@ -21,4 +23,8 @@ if not redis.call('ZSCORE', KEYS[1], tenant) then
 end
 redis.call('LPUSH', KEYS[5], 1)
 redis.call('LTRIM', KEYS[5], 0, 63)
+if redis.call('SISMEMBER', KEYS[6], queue) == 1 then
+  redis.call('LPUSH', KEYS[7], 1)
+  redis.call('LTRIM', KEYS[7], 0, 7)
+end
 return 1

@@ -3,9 +3,10 @@
 -- passes advance by the entries asked for over their weight, so each tenant gets the share
 -- of the level its weight says, and each queue its share of the tenant's. Paused queues
 -- leave the ready sets (resuming marks their lanes again); queues this worker does not serve
--- are skipped. The lane is noted as active, where silent workers' entries are looked for.
+-- are skipped, and so are lanes parked until their budget has room. The lane is noted as
+-- active, where silent workers' entries are looked for.
 -- KEYS[1] ready tenants, KEYS[2] lane marks, KEYS[3] passes, KEYS[4] weights,
--- KEYS[5] paused queues, KEYS[6] active lanes
+-- KEYS[5] paused queues, KEYS[6] active lanes, KEYS[7] parked lanes
 -- ARGV[1] prefix of the tenants' ready-queue keys (+ tenant id), ARGV[2] entries asked for,
 -- ARGV[3] now (ms), ARGV[4] level, ARGV[5] most lanes to look at, ARGV[6 ..] the queues this
 -- worker serves (none: every queue)
@@ -26,19 +27,32 @@ for i = 1, #tenants, 2 do
   for j = 1, #queues, 2 do
     local queue, queue_pass = queues[j], tonumber(queues[j + 1])
     looks = looks - 1
+    local member = ARGV[4] .. '|' .. tenant .. '|' .. queue
+    local parked = tonumber(redis.call('ZSCORE', KEYS[7], member))
+    if parked and parked <= tonumber(ARGV[3]) then
+      redis.call('ZREM', KEYS[7], member)
+      parked = nil
+    end
     if redis.call('SISMEMBER', KEYS[5], queue) == 1 then
       redis.call('ZREM', ready, queue)
-    elseif serves == nil or serves[queue] then
+    elseif not parked and (serves == nil or serves[queue]) then
       local lane = tenant .. '|' .. queue
+      -- The virtual times follow the passes actually served (never back), and a pass left
+      -- behind them (a tenant or queue nobody could serve: paused, or outside every worker's
+      -- queues) starts from them: no credit for turns it did not take.
+      local vt = tonumber(redis.call('HGET', KEYS[3], 'vt')) or 0
+      local tenant_vt = tonumber(redis.call('HGET', KEYS[3], 'vt:' .. tenant)) or 0
+      tenant_pass = math.max(tenant_pass, vt)
+      queue_pass = math.max(queue_pass, tenant_vt)
       local tenant_weight = tonumber(redis.call('HGET', KEYS[4], 't:' .. tenant)) or 1
       local queue_weight = tonumber(redis.call('HGET', KEYS[4], 'q:' .. queue)) or 1
       local next_tenant_pass = tenant_pass + count / tenant_weight
       local next_queue_pass = queue_pass + count / queue_weight
       redis.call('ZADD', KEYS[1], next_tenant_pass, tenant)
       redis.call('ZADD', ready, next_queue_pass, queue)
-      redis.call('HSET', KEYS[3], 'vt', tenants[2], 't:' .. tenant, next_tenant_pass,
-        'vt:' .. tenant, queues[2], 'q:' .. lane, next_queue_pass)
-      redis.call('ZADD', KEYS[6], ARGV[3], ARGV[4] .. '|' .. lane)
+      redis.call('HSET', KEYS[3], 'vt', tenant_pass, 't:' .. tenant, next_tenant_pass,
+        'vt:' .. tenant, queue_pass, 'q:' .. lane, next_queue_pass)
+      redis.call('ZADD', KEYS[6], ARGV[3], member)
       return {queue, tenant, redis.call('HGET', KEYS[2], lane) or '0'}
     end
     if looks <= 0 then
