@@ -3,8 +3,8 @@
     python -m scripts.bench [scenario ...] [--quick]
 
 Scenarios: pickup, blocking, streaming, held, throughput, memory, batch, transcription,
-task-apis, budgets, fairness, many-queues (all when none is named). Each prints a table and
-writes its section of BENCHMARKS.md with the machine and the command.
+task-apis, budgets, worker, fairness, many-queues (all when none is named). Each prints a
+table and writes its section of BENCHMARKS.md with the machine and the command.
 Every figure sits next to a baseline from the same run: these machines are shared and
 noisy, so ratios and differences mean more than absolute numbers. `--quick` takes few
 samples, for a smoke run. Run from the repository root.
@@ -37,6 +37,7 @@ from scripts.bench.streaming import streaming
 from scripts.bench.task_apis import task_apis
 from scripts.bench.throughput import throughput
 from scripts.bench.transcription import transcription
+from scripts.bench.worker import worker
 
 
 def chat(text: str) -> dict[str, Any]:
@@ -167,6 +168,7 @@ SCENARIOS = {
     "transcription": transcription,
     "task-apis": task_apis,
     "budgets": budgets,
+    "worker": worker,
     "fairness": fairness,
     "many-queues": many_queues,
 }
