@@ -23,6 +23,7 @@ from .callbacks import CallbackSender
 from .consumer import StreamConsumer
 from .executor import JobExecutor
 from .follower import TaskFollower, TaskFollowPolicy
+from .http_transport import WorkerTransport
 from .limiter import Limiter
 from .outcomes import OutcomeRecorder
 from .ready_repair import repair_ready_lanes
@@ -39,12 +40,15 @@ class WorkerRuntime:
         self.name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.store = store = Store.from_settings(settings)
         slots = settings.concurrency
+        limits = httpx.Limits(max_connections=slots * 2, max_keepalive_connections=slots)
         self.upstream_http = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.upstream_timeout, connect=10.0),
-            limits=httpx.Limits(max_connections=slots * 2, max_keepalive_connections=slots),
+            transport=WorkerTransport(limits=limits),
         )
         self.callback_http = httpx.AsyncClient(
-            timeout=settings.callback_request_timeout, follow_redirects=False
+            timeout=settings.callback_request_timeout,
+            follow_redirects=False,
+            transport=WorkerTransport(),
         )
         self.callbacks = CallbackSender(
             self.callback_http,

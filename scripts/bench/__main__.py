@@ -183,6 +183,11 @@ async def main() -> None:
         metavar="PATH",
         help="memory: measure the service code at PATH too (e.g. a worktree at an older tag)",
     )
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="worker: run the workers under py-spy, folded stacks to DIR (see BENCHMARKS.md)",
+    )
     args = parser.parse_args()
     args.command = " ".join(["python -m scripts.bench", *sys.argv[1:]])
     with redis_for_bench() as redis_url:
