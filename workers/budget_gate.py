@@ -55,6 +55,8 @@ def estimate_tokens(endpoint: str, data: dict[str, Any], default_max_tokens: int
 class BudgetGate:
     def __init__(self, budgets: Budgets) -> None:
         self.budgets = budgets
+        self._cooling: dict[str, float] = {}
+        """Route -> until when it cools down (epoch s), as announced (see `route_cooling`)."""
         self._tenants: dict[str, Budget] = {}
         self._tenants_read_at = -TENANT_BUDGETS_TTL
 
@@ -73,8 +75,15 @@ class BudgetGate:
         self, record: TaskRecord, route: UpstreamRoute, data: dict[str, Any], most_s: float
     ) -> Admission | float:
         """Take the job's share if there is room within `most_s` seconds (waiting for it);
-        else the seconds it would have to wait, taking nothing."""
+        else the seconds it would have to wait, taking nothing. A job under no budget only
+        waits out its route's cooldown, known from the announcements without a round trip."""
         budgets = [budget for budget in (route.budget, await self._tenant(record)) if budget]
+        if not budgets:  # only a cooldown can hold it: known here from the announcements
+            while (wait := self._cooling.get(route.name, 0.0) - time.time()) > 0:
+                if wait > most_s:
+                    return wait
+                await asyncio.sleep(wait)
+            return Admission([], 0)
         estimate = 0
         if any(budget.tpm for budget in budgets):
             estimate = estimate_tokens(record.endpoint, data, route.default_max_tokens)
@@ -113,9 +122,18 @@ class BudgetGate:
         """An upstream's 429 (or 503 naming a `Retry-After`) pauses its route for every
         worker; True when it did."""
         if status_code == 429 or (status_code == 503 and retry_after is not None):
-            await self.budgets.cool_down(route.name, retry_after or DEFAULT_COOLDOWN)
+            until = await self.budgets.cool_down(route.name, retry_after or DEFAULT_COOLDOWN)
+            self.route_cooling(f"{route.name}|{until}")
             return True
         return False
+
+    def route_cooling(self, announced: str) -> None:
+        """A route's cooldown, as announced (`<route>|<until ms>`): jobs on routes without
+        budgets learn of it here instead of asking Redis before every request."""
+        route, _, until = announced.rpartition("|")
+        until_s = int(until) / 1000
+        if until_s > self._cooling.get(route, 0.0):
+            self._cooling[route] = until_s
 
     async def _tenant(self, record: TaskRecord) -> Budget | None:
         return (await self._tenants_with_budgets()).get(tenant_id(record.tenant))

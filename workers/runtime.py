@@ -79,6 +79,7 @@ class WorkerRuntime:
             if settings.upstream_auth == "passthrough" and settings.secret_key
             else None,
         )
+        self.gate = BudgetGate(store.budgets)
         self.outcomes = OutcomeRecorder(store.tasks, self.callbacks, store.usage, self.routing)
         self.follower = TaskFollower(
             store,
@@ -104,7 +105,7 @@ class WorkerRuntime:
                     settings.max_stream_bytes,
                     settings.max_result_bytes,
                 ),
-                BudgetGate(store.budgets),
+                self.gate,
             ),
             routes,
             self.limiter,
@@ -224,6 +225,8 @@ class WorkerRuntime:
                             self.consumer.cancel(announcement.subject)
                         elif announcement.topic is Topic.QUEUES_CHANGED:
                             self.consumer.queues_changed()
+                        elif announcement.topic is Topic.ROUTE_COOLING:
+                            self.gate.route_cooling(announcement.subject)
                         else:
                             self.limiter.released(announcement.subject)
             except asyncio.CancelledError:

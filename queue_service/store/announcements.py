@@ -1,5 +1,6 @@
 """What workers hear from each other and from the API: cancelled tasks, queues added,
-paused or resumed, and freed slots of shared concurrency limits (Redis pub/sub)."""
+paused or resumed, freed slots of shared concurrency limits and routes cooling down after
+their upstream asked for a pause (Redis pub/sub)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ class Topic(enum.Enum):
     """Subject: the queue's name; workers look at the registry again."""
     SLOT_FREED = enum.auto()
     """Subject: the limit's name; its waiters ask again."""
+    ROUTE_COOLING = enum.auto()
+    """Subject: `<route>|<until ms>`; no worker sends that route anything till then."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +42,7 @@ class Announcements:
             keys.cancel_channel: Topic.TASK_CANCELLED,
             keys.new_queue_channel: Topic.QUEUES_CHANGED,
             keys.limit_released_channel: Topic.SLOT_FREED,
+            keys.cooldown_channel: Topic.ROUTE_COOLING,
         }
 
     @contextlib.asynccontextmanager

@@ -83,15 +83,18 @@ class Budgets:
                     bucket=bucket, tokens=estimated - used, size=budget.tpm
                 )
 
-    async def cool_down(self, route: str, seconds: float) -> None:
+    async def cool_down(self, route: str, seconds: float) -> int:
         """Pause the route for every worker for `seconds` (a longer pause set already stays),
-        in one atomic step."""
+        in one atomic step, and announce it; returns until when (ms)."""
         key = self._keys.cooldown(route)
         ms = max(math.ceil(seconds * 1000), 1)
+        until = now_ms() + ms
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.set(key, 1, nx=True, px=ms)
             pipe.pexpire(key, ms, gt=True)
+            pipe.publish(self._keys.cooldown_channel, f"{route}|{until}")
             await pipe.execute()
+        return until
 
     async def set_tenant_budgets(self, budgets: dict[str, tuple[int | None, int | None]]) -> None:
         """Replace the tenants' budgets (by tenant name: rpm, tpm) from the keys file."""

@@ -175,6 +175,11 @@ class Keys:
         return f"{self.prefix}:{{budget}}:cooldown:{route}"
 
     @property
+    def cooldown_channel(self) -> str:
+        """Pub/sub channel announcing a route's cooldown to workers (`<route>|<until ms>`)."""
+        return f"{self.prefix}:cooldowns"
+
+    @property
     def tenant_budgets(self) -> str:
         """Hash: tenant id -> `{"rpm", "tpm"}` (JSON), from the keys file."""
         return f"{self.prefix}:{{budget}}:tenants"
