@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 import orjson
 
 from queue_service.models import ResponseMode, Status
-from queue_service.store import STORE_ERRORS, Outcome, TaskRecord
+from queue_service.store import Outcome, TaskRecord
 from queue_service.store.tasks import Tasks
-from queue_service.store.usage import UsageCounts, UsageLedger, UsageSeries
+from queue_service.store.usage import UsageCounts, UsageSeries
 from queue_service.timing import now_ms
 
 from .callbacks import CallbackSender
 from .routing import RoutingTable
 from .usage import usage_of
+from .usage_counter import UsageCounter
 
 log = logging.getLogger("workers.outcomes")
 
@@ -34,7 +34,7 @@ def worker_deadline(record: TaskRecord) -> float:
 
 class OutcomeRecorder:
     def __init__(
-        self, tasks: Tasks, callbacks: CallbackSender, usage: UsageLedger, routing: RoutingTable
+        self, tasks: Tasks, callbacks: CallbackSender, usage: UsageCounter, routing: RoutingTable
     ) -> None:
         self.tasks = tasks
         self.callbacks = callbacks
@@ -72,14 +72,14 @@ class OutcomeRecorder:
             elapsed,
         )
         if won:
-            await self._count_usage(record, outcome)
+            self._count_usage(record, outcome)
         if won and record.mode is ResponseMode.CALLBACK and record.callback_url:
             await self.callbacks.deliver(record, outcome, attempt=1)
 
-    async def _count_usage(self, record: TaskRecord, outcome: Outcome) -> None:
+    def _count_usage(self, record: TaskRecord, outcome: Outcome) -> None:
         """Count the job in its tenant's usage: every job that succeeded, and any other whose
         answer reports tokens. Counted only by the finish that stored the outcome, so a
-        redelivered job counts once; a failure here costs the count, never the callback."""
+        redelivered job counts once (written within a second, see usage_counter.py)."""
         tokens = usage_of(outcome.body, outcome.content_type)
         if tokens is None and outcome.status is not Status.SUCCEEDED:
             return
@@ -89,10 +89,7 @@ class OutcomeRecorder:
         counts = UsageCounts(requests=1)
         if tokens is not None:
             counts = UsageCounts(1, tokens.prompt, tokens.completion, tokens.reasoning)
-        try:
-            await self.usage.record(series, counts, time.time())
-        except STORE_ERRORS:
-            log.warning("task %s: its usage could not be counted", record.task_id, exc_info=True)
+        self.usage.add(series, counts)
 
 
 MODEL_LABEL_CHARS = 200

@@ -29,6 +29,7 @@ from .outcomes import OutcomeRecorder
 from .ready_repair import repair_ready_lanes
 from .routing import JobRoutes, RoutingTable
 from .upstream_call import RetryPolicy, SizeLimits, UpstreamCaller
+from .usage_counter import UsageCounter
 
 log = logging.getLogger("workers.runtime")
 
@@ -80,7 +81,8 @@ class WorkerRuntime:
             else None,
         )
         self.gate = BudgetGate(store.budgets)
-        self.outcomes = OutcomeRecorder(store.tasks, self.callbacks, store.usage, self.routing)
+        self.usage = UsageCounter(store.usage)
+        self.outcomes = OutcomeRecorder(store.tasks, self.callbacks, self.usage, self.routing)
         self.follower = TaskFollower(
             store,
             self.upstream_http,
@@ -140,6 +142,7 @@ class WorkerRuntime:
             asyncio.create_task(self.consumer.reclaim_forever(), name="take-over of entries"),
             asyncio.create_task(self._repair_ready_lanes(), name="ready-lane repair"),
             asyncio.create_task(self._heartbeat(), name="heartbeat"),
+            asyncio.create_task(self.usage.run(), name="usage writer"),
             self._following,
         ]
         log.info(
@@ -174,6 +177,8 @@ class WorkerRuntime:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self.store.heartbeats.forget(self.name)
+        with contextlib.suppress(Exception):  # the counts of the jobs it finished
+            await self.usage.flush()
         await self.upstream_http.aclose()
         await self.callback_http.aclose()
         await self.reader.aclose()

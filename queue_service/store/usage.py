@@ -10,8 +10,8 @@ Two shapes, for two readers:
   never go down as hours expire.
 
 A field names its series as JSON (`[queue, model, route, kind]`, with the tenant first in the
-totals): a model name may hold any character. One job is one pipelined round trip; not a
-transaction, so it stays Cluster-safe (the keys live in many slots).
+totals): a model name may hold any character. A batch of counts is one pipelined round trip;
+not a transaction, so it stays Cluster-safe (the keys live in many slots).
 """
 
 from __future__ import annotations
@@ -78,17 +78,21 @@ class UsageLedger:
 
     async def record(self, series: UsageSeries, counts: UsageCounts, at_s: float) -> None:
         """Add one job's usage to its hour and to the totals, in one round trip."""
-        hour = math.floor(at_s / HOUR)
-        hour_key = self._keys.usage_hour(series.tenant, hour)
-        labels = (series.queue, series.model, series.route)
+        await self.record_many({(series, math.floor(at_s / HOUR)): counts})
+
+    async def record_many(self, batch: dict[tuple[UsageSeries, int], UsageCounts]) -> None:
+        """Add usage to the hours (epoch hours) and to the totals, in one round trip."""
         async with self._redis.pipeline(transaction=False) as pipe:
-            for kind, amount in counts.as_dict().items():
-                if amount:
-                    pipe.hincrby(hour_key, _field(*labels, kind), amount)
-                    totals_field = _field(series.tenant, *labels, kind)
-                    pipe.hincrby(self._keys.usage_totals, totals_field, amount)
-            pipe.expireat(hour_key, (hour + 1) * HOUR + self.retention_s)
-            pipe.sadd(self._keys.usage_tenants, series.tenant)
+            for (series, hour), counts in batch.items():
+                hour_key = self._keys.usage_hour(series.tenant, hour)
+                labels = (series.queue, series.model, series.route)
+                for kind, amount in counts.as_dict().items():
+                    if amount:
+                        pipe.hincrby(hour_key, _field(*labels, kind), amount)
+                        totals_field = _field(series.tenant, *labels, kind)
+                        pipe.hincrby(self._keys.usage_totals, totals_field, amount)
+                pipe.expireat(hour_key, (hour + 1) * HOUR + self.retention_s)
+                pipe.sadd(self._keys.usage_tenants, series.tenant)
             pipe.expire(self._keys.usage_tenants, self.retention_s + HOUR)
             await pipe.execute()
 
