@@ -155,3 +155,28 @@ async def test_jobs_waiting_for_budget_leave_the_slots_to_other_tenants(
     # The fast tenant's jobs ran in seconds; the slow one's sent no more than its budget
     # (a parked job goes back to the end of its lane: which two of its six went may vary).
     assert sorted(text.split()[0] for text in texts) == ["fast"] * 3 + ["slow"] * 2
+
+
+async def test_a_job_waiting_for_budget_still_ends_at_its_deadline(
+    settings: Settings,
+    tmp_path: Path,
+    mock_upstream: tuple[str, Any],
+    receiver: tuple[str, CallbackReceiver],
+) -> None:
+    url, inbox = receiver
+    once = routed(settings, tmp_path, mock_upstream[0], "rpm = 1\n")  # then a minute to wait
+    async with (
+        serve(create_app(once)) as api_url,
+        httpx.AsyncClient(base_url=api_url) as api,
+        running_worker(once),
+    ):
+        await put(api, put_body("budgeted", url, text="first", mock={"tokens": 1}))
+        await inbox.wait_for(1, timeout=10)
+        loop = asyncio.get_running_loop()
+        put_at = loop.time()
+        await put(api, put_body("budgeted", url, text="late", timeout=2, mock={"tokens": 1}))
+        (_, late) = await inbox.wait_for(2, timeout=10)
+        waited = loop.time() - put_at
+    assert (late["status"], late["status_code"]) == ("timeout", 408)
+    assert waited < 5  # its deadline, not the minute its budget needed
+    assert len(mock_upstream[1].state.mock_requests) == 1

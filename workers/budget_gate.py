@@ -34,12 +34,14 @@ COMPLETION_LIMITS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 GENERATIVE = {"/v1/chat/completions", "/v1/messages", "/v1/completions"}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Admission:
     """What a job took: the budgets it falls under, and its token estimate."""
 
     budgets: list[Budget]
     estimate: int
+    sent: bool = False
+    """A request went out on it (else `refund` gives it all back)."""
 
 
 def estimate_tokens(endpoint: str, data: dict[str, Any], default_max_tokens: int) -> int:
@@ -115,6 +117,12 @@ class BudgetGate:
         else:
             return
         await self.budgets.settle(admission.budgets, admission.estimate, used)
+
+    async def refund(self, admission: Admission) -> None:
+        """Give back all a job took when no request went out on it (it ended, or was
+        stopped, before its call)."""
+        if admission.budgets and not admission.sent:
+            await self.budgets.refund(admission.budgets, admission.estimate)
 
     async def pushed_back(
         self, route: UpstreamRoute, status_code: int, retry_after: float | None

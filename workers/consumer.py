@@ -203,6 +203,8 @@ class StreamConsumer:
                 continue
             with contextlib.suppress(StreamsLost):
                 for entry in await self._reader.reclaim(lane, room):
+                    if entry.task_id in self._jobs:  # its own, still running: kept alive
+                        continue
                     if self._room(entry.level) > 0:
                         self._dispatch(entry)
                     # else: no room after all; it stays pending, idle, for the next pass

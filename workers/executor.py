@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import time
 import traceback
 from typing import Any
 
+import anyio
 import orjson
 
 from queue_service.endpoints import (
@@ -34,6 +36,7 @@ log = logging.getLogger("workers.executor")
 
 PARK_AFTER_S = 0.5
 """A job whose budget has no room for longer than this gives its slot back (see `_park`)."""
+PARK_MOST_S = 2.0
 
 HAND_OVER_GRACE = 5.0
 """Seconds a cancelled job waits for its task's hand-over to the followers to end."""
@@ -157,19 +160,26 @@ class JobExecutor:
         data: dict[str, Any] = orjson.loads(known.data)
         route = self.routes.route(known, data)
         admission = None
-        if await self.gate.budgeted(route):
+        left_s = (known.deadline - now_ms()) / 1000  # past it: start.lua ends it, no budget
+        if left_s > 0 and await self.gate.budgeted(route):
             admitted = await self.gate.admit_within(known, route, data, PARK_AFTER_S)
             if not isinstance(admitted, Admission):
-                await self._park(entry, admitted)
+                await self._park(entry, min(admitted, PARK_MOST_S, left_s))
                 return Handled.PARKED
             admission = admitted
         lease = f"{self.worker_name}:{entry.task_id}"
-        async with self.limiter.hold(route.limits, lease, entry.level, known.created_at):
-            return await self._start_and_call(entry, route, data, admission)
+        try:
+            async with self.limiter.hold(route.limits, lease, entry.level, known.created_at):
+                return await self._start_and_call(entry, route, data, admission)
+        finally:
+            if admission is not None and not admission.sent:
+                with anyio.CancelScope(shield=True), contextlib.suppress(*STORE_ERRORS):
+                    await self.gate.refund(admission)
 
     async def _park(self, entry: StreamEntry, wait_s: float) -> None:
         """The job's budget has no room for `wait_s`: rather than hold a slot (and leave other
-        tenants' jobs waiting), hand it back to its lane and pass the lane over till then."""
+        tenants' jobs waiting), hand it back to its lane and pass the lane over till then (at
+        most `PARK_MOST_S`: the lane's next jobs may be for other routes)."""
         await self.scheduler.park(entry.lane, now_ms() + int(wait_s * 1000))
         await self.tasks.requeue(entry)
         log.info("task %s waits %.1fs for budget: its lane is parked", entry.task_id, wait_s)

@@ -5,7 +5,8 @@ httpx-aiohttp maps every aiohttp connection error to `httpx.ConnectTimeout`, whi
 tell a caller that a request never left when it may have: a refused connection is a
 `ConnectError`, and a connection that dropped once the request was sent is a `ReadError`, so
 the callers' retry rules (a task-API submit is retried only when it surely created nothing
-upstream) keep their meaning.
+upstream) keep their meaning; and a malformed answer, which it leaves as aiohttp's own error,
+is httpx's `RemoteProtocolError`, as with httpx's own pool.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ class _RemappedStream(httpx.AsyncByteStream):
                 yield chunk
         except httpx.TransportError as exc:
             raise _remapped(exc) from exc.__cause__
+        except aiohttp.ClientError as exc:  # one httpx-aiohttp leaves unmapped
+            raise httpx.RemoteProtocolError(str(exc)) from exc
 
     async def aclose(self) -> None:
         await self._stream.aclose()
@@ -53,6 +56,8 @@ class WorkerTransport(AiohttpTransport):
             response = await super().handle_async_request(request)
         except httpx.TransportError as exc:
             raise _remapped(exc) from exc.__cause__
+        except aiohttp.ClientError as exc:  # a malformed answer: httpx-aiohttp leaves it as is
+            raise httpx.RemoteProtocolError(str(exc)) from exc
         assert isinstance(response.stream, httpx.AsyncByteStream)
         response.stream = _RemappedStream(response.stream)
         return response

@@ -139,6 +139,7 @@ class UpstreamCaller:
         while True:
             taken = admission or await self.gate.admit(record, route, data)
             admission = None
+            taken.sent = True
             body, tier_time = tier.request(data)
             try:
                 async with asyncio.timeout(tier_time) as cut:

@@ -100,7 +100,7 @@ async def _keep_tenant_terms(state: AppState) -> None:
         await asyncio.sleep(TERMS_REPUBLISH_S)
         try:
             await _publish_tenant_terms(state)
-        except _NOT_REACHED as exc:
+        except Exception as exc:  # never ends the loop, nor the lease kept beside it
             log.warning("could not publish the tenants' weights and budgets (%s)", exc)
 
 

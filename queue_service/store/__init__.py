@@ -87,7 +87,7 @@ class Store:
         self.following = Following(redis, keys, lua)
         self.heartbeats = Heartbeats(redis, keys, heartbeat_interval)
         self.statistics = Statistics(redis, keys, self.queues, self.heartbeats)
-        self.callbacks = CallbackLedger(redis, keys, lua, self.statistics)
+        self.callbacks = CallbackLedger(redis, keys, lua)
         self.leases = Leases(redis, keys, lua)
         self.buckets = TokenBuckets(keys, lua)
         self.budgets = Budgets(redis, keys, lua)

@@ -83,6 +83,14 @@ class Budgets:
                     bucket=bucket, tokens=estimated - used, size=budget.tpm
                 )
 
+    async def refund(self, budgets: list[Budget], tokens: int) -> None:
+        """Give back a take whose request never went out: its request and its tokens."""
+        for budget in budgets:
+            for kind, size, amount in (("rpm", budget.rpm, 1), ("tpm", budget.tpm, tokens)):
+                if size and amount:
+                    bucket = self._keys.budget_bucket(budget.owner, kind)
+                    await self._lua.budget_adjust(bucket=bucket, tokens=amount, size=size)
+
     async def cool_down(self, route: str, seconds: float) -> int:
         """Pause the route for every worker for `seconds` (a longer pause set already stays),
         in one atomic step, and announce it; returns until when (ms)."""

@@ -17,7 +17,7 @@ from .keys import Keys
 from .lua import LuaScripts
 from .queues import SWEEP_PAGE
 from .records import TaskRecord, callback_fields
-from .statistics import Statistics, field
+from .statistics import field
 
 CALLBACK_SETTLE_MS = 120_000
 """How long after it falls due a callback may stay unsettled before the sweeper resends it."""
@@ -83,10 +83,9 @@ class DeadLetters:
 
 
 class CallbackLedger:
-    def __init__(self, redis: Redis, keys: Keys, lua: LuaScripts, statistics: Statistics) -> None:
+    def __init__(self, redis: Redis, keys: Keys, lua: LuaScripts) -> None:
         self._keys = keys
         self._lua = lua
-        self._statistics = statistics
         self.due = CallbacksDue(redis, keys)
         self.dead_letters = DeadLetters(redis, keys)
 
@@ -103,11 +102,13 @@ class CallbackLedger:
         With `next_attempt_ms` the callback stays due until a little after that time; without,
         it is settled (delivered, or given up on: see `DeadLetters.add`).
         """
-        task = self._keys.task(record.queue, record.task_id)
-        await self._lua.update(task=task, fields=callback_fields(state, attempts, error))
-        await self._statistics.add(record.queue, field("callbacks", result=state.value))
-        if next_attempt_ms is None:
-            await self.due.settle(record.queue, record.task_id)
-        else:
-            at = next_attempt_ms + CALLBACK_SETTLE_MS
-            await self.due.expect_by(record.queue, record.task_id, at)
+        keys, queue = self._keys, record.queue
+        await self._lua.callback_attempt(
+            task=keys.task(queue, record.task_id),
+            stats=keys.queue_stats(queue),
+            callbacks_due=keys.callbacks_due(queue),
+            task_id=record.task_id,
+            statistic=field("callbacks", result=state.value),
+            due_ms=None if next_attempt_ms is None else next_attempt_ms + CALLBACK_SETTLE_MS,
+            fields=callback_fields(state, attempts, error),
+        )

@@ -126,25 +126,26 @@ async def test_an_empty_level_picks_nothing(store: Store) -> None:
     assert await store.scheduler.pick(0, 4, None) is None
 
 
-async def test_a_lane_nobody_serves_does_not_hold_the_virtual_time_back(
+async def test_weights_hold_beside_a_tenant_served_by_workers_of_its_own(
     store: Store, reader: StreamReader
 ) -> None:
-    await backlog(store, "c", 1, queue="nobody")  # lowest pass, but no worker serves it
-    await backlog(store, "a", 60)
-    await backlog(store, "b", 60)
+    await store.scheduler.set_weights("t", {"a": 3})
+    await backlog(store, "a", 60, queue="shared")
+    await backlog(store, "b", 60, queue="shared")
+    await backlog(store, "c", 60, queue="own")  # a --queues worker of its own serves it
     names = {tenant_id(name): name for name in "abc"}
 
-    async def turn() -> str:
-        pick = await store.scheduler.pick(1, 1, frozenset({"q"}))
+    async def turn(serves: str) -> str:
+        pick = await store.scheduler.pick(1, 1, frozenset({serves}))
         assert pick is not None
         assert len(await reader.read(pick.lane, 1)) == 1
         return names[pick.lane.tenant]
 
+    shared = []
     for _ in range(40):
-        await turn()
-    await backlog(store, "c", 30)  # c arrives: no credit for the turns it did not need
-    served = Counter([await turn() for _ in range(30)])
-    assert served["c"] <= 11, served
+        shared.append(await turn("shared"))
+        await turn("own")
+    assert Counter(shared) == {"a": 30, "b": 10}
 
 
 async def test_a_repair_marks_lanes_whose_mark_was_lost(

@@ -51,3 +51,17 @@ async def test_a_body_cut_short_is_a_read_error(client: httpx.AsyncClient) -> No
         assert response.status_code == 200
         with pytest.raises(httpx.ReadError):
             await response.aread()
+
+
+async def test_a_malformed_answer_is_a_protocol_error(client: httpx.AsyncClient) -> None:
+    async def gibberish(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(gibberish, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await client.post(f"http://127.0.0.1:{port}/", content=b"{}")

@@ -47,6 +47,7 @@ class LuaScripts:
         self._remove_queue = load("remove_queue")
         self._batch_status = load("batch_status")
         self._ensure_groups = load("ensure_groups")
+        self._callback_attempt = load("callback_attempt")
         self._budget_take = load("budget_take")
         self._budget_adjust = load("budget_adjust")
         self._mark = load("mark")
@@ -361,3 +362,19 @@ class LuaScripts:
     async def budget_adjust(self, *, bucket: str, tokens: float, size: float) -> None:
         """Add `tokens` to a bucket (negative: take them), within its size."""
         await self._budget_adjust(keys=[bucket], args=[tokens, size])
+
+    async def callback_attempt(
+        self,
+        *,
+        task: str,
+        stats: str,
+        callbacks_due: str,
+        task_id: str,
+        statistic: str,
+        due_ms: int | None,
+        fields: Fields,
+    ) -> None:
+        """Note a callback attempt on the record, the statistics and its due time."""
+        keys = [task, stats, callbacks_due]
+        args: list[Any] = [task_id, statistic, "" if due_ms is None else due_ms]
+        await self._callback_attempt(keys=keys, args=[*args, *_flatten(fields)])

@@ -37,21 +37,28 @@ for i = 1, #tenants, 2 do
       redis.call('ZREM', ready, queue)
     elseif not parked and (serves == nil or serves[queue]) then
       local lane = tenant .. '|' .. queue
-      -- The virtual times follow the passes actually served (never back), and a pass left
-      -- behind them (a tenant or queue nobody could serve: paused, or outside every worker's
-      -- queues) starts from them: no credit for turns it did not take.
+      -- A pass left behind the virtual time (a tenant or queue that could not be served a
+      -- while) starts from it: no credit for turns it did not take. The virtual times move
+      -- only with a worker serving every queue that takes the first tenant (and that tenant's
+      -- first queue) in order: one serving some queues may pick far down the order.
       local vt = tonumber(redis.call('HGET', KEYS[3], 'vt')) or 0
       local tenant_vt = tonumber(redis.call('HGET', KEYS[3], 'vt:' .. tenant)) or 0
       tenant_pass = math.max(tenant_pass, vt)
       queue_pass = math.max(queue_pass, tenant_vt)
+      if serves == nil and i == 1 then
+        vt = tenant_pass
+      end
+      if serves == nil and j == 1 then
+        tenant_vt = queue_pass
+      end
       local tenant_weight = tonumber(redis.call('HGET', KEYS[4], 't:' .. tenant)) or 1
       local queue_weight = tonumber(redis.call('HGET', KEYS[4], 'q:' .. queue)) or 1
       local next_tenant_pass = tenant_pass + count / tenant_weight
       local next_queue_pass = queue_pass + count / queue_weight
       redis.call('ZADD', KEYS[1], next_tenant_pass, tenant)
       redis.call('ZADD', ready, next_queue_pass, queue)
-      redis.call('HSET', KEYS[3], 'vt', tenant_pass, 't:' .. tenant, next_tenant_pass,
-        'vt:' .. tenant, queue_pass, 'q:' .. lane, next_queue_pass)
+      redis.call('HSET', KEYS[3], 'vt', vt, 't:' .. tenant, next_tenant_pass,
+        'vt:' .. tenant, tenant_vt, 'q:' .. lane, next_queue_pass)
       redis.call('ZADD', KEYS[6], ARGV[3], member)
       return {queue, tenant, redis.call('HGET', KEYS[2], lane) or '0'}
     end
