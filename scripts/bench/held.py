@@ -18,6 +18,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from queue_service.store.keys import Keys
+from scripts.bench.batch import rss_mb
 from scripts.bench.lib import ROOT, MockUpstream, Stack, report, summary_ms
 from scripts.bench.rawhttp import Connection, post, raise_open_files_limit
 
@@ -70,7 +71,10 @@ async def held(args: argparse.Namespace, redis_url: str) -> None:
         try:
             callback_url = f"{upstream.url}/_mock/callbacks"
             idle = await _puts(stack.api_port, puts, callback_url, "idle")
+            api_pid = stack.processes[-1].pid
+            rss_idle = rss_mb(api_pid)
             holding = await _hold(stack, redis, count, callback_url)
+            rss_held = rss_mb(api_pid)
             busy = await _puts(stack.api_port, puts, callback_url, "held")
             released = await _release(holding, stack, redis)
         finally:
@@ -78,7 +82,7 @@ async def held(args: argparse.Namespace, redis_url: str) -> None:
                 holding.process.kill()
             await redis.aclose()
             await asyncio.to_thread(stack.stop)
-    _report(args, count, puts, idle, busy, holding, released)
+    _report(args, count, puts, idle, busy, holding, released, (rss_idle, rss_held))
 
 
 def _report(
@@ -89,6 +93,7 @@ def _report(
     busy: list[float],
     holding: Holding,
     released: float,
+    rss: tuple[float, float],
 ) -> None:
     i, b, r = summary_ms(idle), summary_ms(busy), summary_ms(holding.probe)
     table = [
@@ -100,6 +105,12 @@ def _report(
         f"| held ÷ baseline | {b[0] / i[0]:.2f}× | {b[1] / i[1]:.2f}× | |",
         f"| probe, one at a time, while the {count:,} arrive | {r[0]:.2f} "
         f"| {r[1]:.2f} | {max(holding.probe) * 1000:.2f} |",
+        "",
+        "| the API process | RSS MiB |",
+        "|---|--:|",
+        f"| idle (after the baseline puts) | {rss[0]:.0f} |",
+        f"| **holding {count:,} blocking requests** | **{rss[1]:.0f}** "
+        f"({(rss[1] - rss[0]) * 1024 / count:.1f} KiB a request) |",
     ]
     notes = [
         f"{puts} callback puts from {PUT_CLIENTS} concurrent keep-alive connections, first with",
