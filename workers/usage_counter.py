@@ -23,7 +23,9 @@ class UsageCounter:
         self._pending: dict[tuple[UsageSeries, int], UsageCounts] = {}
 
     def add(self, series: UsageSeries, counts: UsageCounts) -> None:
-        key = (series, math.floor(time.time() / HOUR))
+        self._hold((series, math.floor(time.time() / HOUR)), counts)
+
+    def _hold(self, key: tuple[UsageSeries, int], counts: UsageCounts) -> None:
         held = self._pending.get(key)
         self._pending[key] = counts if held is None else held + counts
 
@@ -36,8 +38,7 @@ class UsageCounter:
             await self._ledger.record_many(batch)
         except STORE_ERRORS:
             for key, counts in batch.items():
-                held = self._pending.get(key)
-                self._pending[key] = counts if held is None else held + counts
+                self._hold(key, counts)
             raise
 
     async def run(self) -> None:

@@ -51,11 +51,7 @@ async def _run(jobs: int, rpm: int, tpm: int, budgeted: bool, redis_url: str) ->
 
                 started = time.monotonic()
                 await asyncio.gather(*(put_one(n) for n in range(jobs)))
-                while True:
-                    received = (await client.get(f"{upstream.url}/_mock/callbacks")).json()
-                    if len(received) >= jobs:
-                        break
-                    await asyncio.sleep(0.5)
+                received = await upstream.callbacks(client, jobs)
                 elapsed = time.monotonic() - started
                 limited = (await client.get(f"{upstream.url}/_mock/rate-limited")).json()
                 recorded = (await client.get(f"{upstream.url}/_mock/requests")).json()

@@ -3,6 +3,7 @@ processes, latency statistics, and the BENCHMARKS.md writer."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import platform
@@ -15,10 +16,13 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from queue_service.dev.embedded_redis import EmbeddedRedis, free_port
 from queue_service.store.probe import redis_answers
+
+if TYPE_CHECKING:
+    import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 """The repository root: BENCHMARKS.md and DRILLS.md are written here."""
@@ -193,6 +197,16 @@ class MockUpstream:
         self.process.terminate()
         self.process.wait(10)
 
+    async def callbacks(
+        self, client: httpx.AsyncClient, at_least: int, interval: float = 0.5
+    ) -> list[Any]:
+        """The callbacks its inbox (`/_mock/callbacks`) received, once it holds `at_least`."""
+        while True:
+            received: list[Any] = (await client.get(f"{self.url}/_mock/callbacks")).json()
+            if len(received) >= at_least:
+                return received
+            await asyncio.sleep(interval)
+
     async def arrivals(self) -> dict[str, float]:
         """When each recorded request arrived, by its last message's text."""
         import httpx
@@ -244,7 +258,6 @@ def put_request(port: int, body: Any, key: str | None = None) -> bytes:
 async def put_all(port: int, requests: list[tuple[str, bytes]], in_flight: int) -> dict[str, Put]:
     """Send prebuilt puts (tag, bytes) in order, `in_flight` at a time on keep-alive
     connections; each accepted put by tag. A refused put raises."""
-    import asyncio
 
     import orjson
 
@@ -272,7 +285,6 @@ async def put_all(port: int, requests: list[tuple[str, bytes]], in_flight: int) 
 async def wait_for_field(redis_url: str, keys: list[str], name: str, within: float) -> None:
     """Until every hash of `keys` has the field `name` (a task's `started_at`, ...); at most
     `within` seconds."""
-    import asyncio
 
     from redis.asyncio import Redis
 

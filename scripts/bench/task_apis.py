@@ -41,11 +41,7 @@ async def task_apis(args: argparse.Namespace, redis_url: str) -> None:
                 started = time.monotonic()
                 await asyncio.gather(*(put_one() for _ in range(jobs)))
                 put_s = time.monotonic() - started
-                while True:
-                    received = (await client.get(f"{upstream.url}/_mock/callbacks")).json()
-                    if len(received) >= jobs:
-                        break
-                    await asyncio.sleep(0.5)
+                received = await upstream.callbacks(client, jobs)
                 elapsed = time.monotonic() - started
                 recorded = (await client.get(f"{upstream.url}/_mock/requests")).json()
         finally:
